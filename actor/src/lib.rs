@@ -1,0 +1,390 @@
+//! The shoal actor: connects to a learner, receives its settings and parameters, steps
+//! `num_envs` environments with batched inference on a local flex copy of the policy, and
+//! pushes a rollout every `n_steps`.
+//!
+//! # Layout
+//! - [`worker`]: rollout collection (environments + sampling), free of networking.
+//! - [`policy`]: the detached inference copy of the network.
+//! - [`backoff`]: capped exponential backoff with jitter for reconnects.
+//! - [`cli`]: command-line arguments.
+//!
+//! The session loop: register → subscribe to parameters → collect → push → (if the learner has
+//! what it needs for this version) wait for the next version, at most `param_wait_ms` → repeat.
+//! A lost learner means reconnecting with backoff; the environments carry on where they were.
+
+pub mod backoff;
+pub mod cli;
+pub mod policy;
+pub mod worker;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use thiserror::Error;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+use tracing::{debug, info, warn};
+
+use shoal_common::codec::CodecError;
+use shoal_common::env::EnvError;
+use shoal_common::proto::{self, parameter_server_client::ParameterServerClient};
+use shoal_common::settings::{ActorSettings, PROTOCOL_VERSION, SettingsError};
+
+use crate::backoff::Backoff;
+use crate::policy::Policy;
+use crate::worker::Worker;
+
+/// Errors that stop an actor (everything else is retried).
+#[derive(Debug, Error)]
+pub enum ActorError {
+    /// The learner address is not a valid URL.
+    #[error("invalid learner address `{address}`: {message}")]
+    Address {
+        /// As given.
+        address: String,
+        /// Why.
+        message: String,
+    },
+    /// The learner's settings cannot be used (e.g. a model fingerprint mismatch).
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The learner's environment is unknown to this build.
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    /// Parameters from the learner do not fit the model.
+    #[error(transparent)]
+    Params(#[from] CodecError),
+    /// The learner refused this actor for good.
+    #[error("learner refused the actor: {0}")]
+    Refused(String),
+}
+
+/// How to reach the learner.
+#[derive(Debug, Clone)]
+pub struct ActorOptions {
+    /// Learner URL, e.g. `http://127.0.0.1:50051`.
+    pub learner: String,
+    /// Name reported to the learner (logs only).
+    pub name: String,
+    /// Longest delay between reconnect attempts.
+    pub max_backoff: Duration,
+}
+
+/// What an actor did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActorSummary {
+    /// Rollouts pushed.
+    pub rollouts: u64,
+    /// Environment steps taken.
+    pub env_steps: u64,
+    /// Why the learner ended the run, if it did.
+    pub finished: Option<String>,
+}
+
+enum SessionEnd {
+    Finished(String),
+    Cancelled,
+}
+
+enum SessionError {
+    /// The connection broke or the learner forgot us: reconnect.
+    Lost(Status),
+    /// Give up.
+    Fatal(ActorError),
+}
+
+impl From<Status> for SessionError {
+    fn from(s: Status) -> Self {
+        match s.code() {
+            Code::FailedPrecondition
+            | Code::InvalidArgument
+            | Code::PermissionDenied
+            | Code::Unauthenticated => {
+                SessionError::Fatal(ActorError::Refused(s.message().to_string()))
+            }
+            _ => SessionError::Lost(s),
+        }
+    }
+}
+
+/// The newest thing the parameter subscription said.
+#[derive(Debug, Clone)]
+enum Latest {
+    Nothing,
+    Params(u64, Bytes),
+    Finished(String),
+    Lost(Status),
+}
+
+type Client = ParameterServerClient<Channel>;
+
+async fn connect(endpoint: &Endpoint) -> Result<Client, tonic::transport::Error> {
+    let channel = endpoint.connect().await?;
+    Ok(ParameterServerClient::new(channel)
+        .max_decoding_message_size(shoal_common::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(shoal_common::MAX_MESSAGE_BYTES))
+}
+
+/// Runs an actor until the learner ends the run or `shutdown` is cancelled. Keeps retrying
+/// while the learner is unreachable.
+pub async fn run(
+    options: ActorOptions,
+    shutdown: CancellationToken,
+) -> Result<ActorSummary, ActorError> {
+    let endpoint = Endpoint::from_shared(options.learner.clone())
+        .map_err(|e| ActorError::Address {
+            address: options.learner.clone(),
+            message: e.to_string(),
+        })?
+        .connect_timeout(Duration::from_secs(3))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let jitter_seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+    let mut backoff = Backoff::new(Duration::from_millis(100), options.max_backoff, jitter_seed);
+    let mut summary = ActorSummary::default();
+    let mut worker: Option<(ActorSettings, Worker)> = None;
+    let mut actor_id = None;
+    loop {
+        let retry = |backoff: &mut Backoff, what: &str, error: String| {
+            let delay = backoff.next_delay();
+            warn!(
+                learner = options.learner,
+                attempt = backoff.attempt(),
+                retry_in_ms = delay.as_millis() as u64,
+                error,
+                "{what}; retrying"
+            );
+            delay
+        };
+        let outcome = async {
+            let mut client = connect(&endpoint).await.map_err(|e| {
+                SessionError::Lost(Status::unavailable(format!("learner unreachable: {e}")))
+            })?;
+            let response = client
+                .register(proto::RegisterRequest {
+                    protocol_version: PROTOCOL_VERSION as i32,
+                    name: options.name.clone(),
+                    previous_actor_id: actor_id,
+                })
+                .await?
+                .into_inner();
+            let settings =
+                ActorSettings::from_proto(&response).map_err(|e| SessionError::Fatal(e.into()))?;
+            Ok::<_, SessionError>((client, settings))
+        }
+        .await;
+        let (mut client, settings) = match outcome {
+            Ok(ok) => ok,
+            Err(SessionError::Fatal(e)) => return Err(e),
+            Err(SessionError::Lost(status)) => {
+                let delay = retry(
+                    &mut backoff,
+                    "learner unreachable",
+                    status.message().to_string(),
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => continue,
+                    _ = shutdown.cancelled() => return Ok(summary),
+                }
+            }
+        };
+        let reconnect = actor_id.is_some();
+        actor_id = Some(settings.actor_id);
+        backoff.reset();
+        info!(
+            learner = options.learner,
+            actor_id = settings.actor_id,
+            env_id = settings.env_id,
+            num_envs = settings.num_envs,
+            n_steps = settings.n_steps,
+            reconnect,
+            "connected to learner"
+        );
+        // Same run settings: the environments carry on; otherwise start afresh.
+        let same_run = |s: &ActorSettings| {
+            ActorSettings {
+                actor_id: settings.actor_id,
+                ..s.clone()
+            } == settings
+        };
+        let mut w = Some(match worker.take() {
+            Some((s, mut w)) if same_run(&s) => {
+                w.set_actor_id(settings.actor_id);
+                w
+            }
+            _ => Worker::new(&settings)?,
+        });
+        let end = session(&mut client, &settings, &mut w, &mut summary, &shutdown).await;
+        worker = w.map(|w| (settings, w));
+        match end {
+            Ok(SessionEnd::Finished(reason)) => {
+                info!(
+                    reason,
+                    rollouts = summary.rollouts,
+                    env_steps = summary.env_steps,
+                    "learner ended the run; actor exits"
+                );
+                summary.finished = Some(reason);
+                return Ok(summary);
+            }
+            Ok(SessionEnd::Cancelled) => return Ok(summary),
+            Err(SessionError::Fatal(e)) => return Err(e),
+            Err(SessionError::Lost(status)) => {
+                warn!(
+                    learner = options.learner,
+                    error = status.message(),
+                    "lost the learner; reconnecting"
+                );
+            }
+        }
+    }
+}
+
+/// One connection's worth of work.
+async fn session(
+    client: &mut Client,
+    settings: &ActorSettings,
+    worker: &mut Option<Worker>,
+    summary: &mut ActorSummary,
+    shutdown: &CancellationToken,
+) -> Result<SessionEnd, SessionError> {
+    let layout = settings.model.layout();
+    let mut stream = client
+        .subscribe_parameters(proto::SubscribeRequest {
+            actor_id: settings.actor_id,
+            model_fingerprint: settings.model_fingerprint.clone(),
+        })
+        .await?
+        .into_inner();
+    let (tx, mut rx) = watch::channel(Latest::Nothing);
+    let forward = tokio::spawn(async move {
+        loop {
+            let latest = match stream.message().await {
+                Ok(Some(proto::ParameterUpdate {
+                    update: Some(proto::parameter_update::Update::Parameters(p)),
+                })) => Latest::Params(p.version, p.data),
+                Ok(Some(proto::ParameterUpdate {
+                    update: Some(proto::parameter_update::Update::Finished(f)),
+                })) => Latest::Finished(f.reason),
+                Ok(Some(_)) => continue,
+                Ok(None) => Latest::Lost(Status::unavailable(
+                    "parameter stream closed by the learner",
+                )),
+                Err(status) => Latest::Lost(status),
+            };
+            let last = !matches!(latest, Latest::Params(..));
+            if tx.send(latest).is_err() || last {
+                break;
+            }
+        }
+    });
+    let _forward = AbortOnDrop(forward);
+
+    let param_wait = Duration::from_millis(settings.param_wait_ms as u64);
+    let mut policy: Option<Policy> = None;
+    loop {
+        // Adopt the newest version, if any.
+        let latest = rx.borrow_and_update().clone();
+        match latest {
+            Latest::Params(version, data)
+                if policy.as_ref().is_none_or(|p| p.version() < version) =>
+            {
+                let params = layout
+                    .decode(&data)
+                    .map_err(|e| SessionError::Fatal(e.into()))?;
+                policy = Some(Policy::new(&settings.model, &params, version));
+                debug!(version, "parameters loaded");
+            }
+            Latest::Finished(reason) => return Ok(SessionEnd::Finished(reason)),
+            Latest::Lost(status) => return Err(SessionError::Lost(status)),
+            _ => {}
+        }
+        let Some(current) = policy.take() else {
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() {
+                    return Err(SessionError::Lost(Status::unavailable("parameter stream ended")));
+                },
+                _ = shutdown.cancelled() => return Ok(SessionEnd::Cancelled),
+            }
+            continue;
+        };
+        // Collect on a blocking thread so the subscription keeps being read meanwhile.
+        let mut owned = worker.take().expect("worker present between rollouts");
+        let (w, p, rollout) = tokio::task::spawn_blocking(move || {
+            let rollout = owned.collect(&current);
+            (owned, current, rollout)
+        })
+        .await
+        .expect("rollout collection panicked");
+        *worker = Some(w);
+        let version = p.version();
+        policy = Some(p);
+        let msg = rollout.to_proto(&settings.model_fingerprint);
+        let ack = push_with_retry(client, msg, shutdown).await?;
+        let Some(ack) = ack else {
+            return Ok(SessionEnd::Cancelled);
+        };
+        summary.rollouts += 1;
+        summary.env_steps += rollout.env_steps() as u64;
+        debug!(
+            version,
+            accepted = ack.accepted,
+            wants_more = ack.wants_more,
+            "rollout pushed"
+        );
+        if ack.wants_more {
+            continue;
+        }
+        // Wait (bounded) for a version newer than the one just used, or the end.
+        let newer = rx.wait_for(|latest| match latest {
+            Latest::Params(v, _) => *v > version,
+            Latest::Nothing => false,
+            Latest::Finished(_) | Latest::Lost(_) => true,
+        });
+        tokio::select! {
+            _ = tokio::time::timeout(param_wait, newer) => {}
+            _ = shutdown.cancelled() => return Ok(SessionEnd::Cancelled),
+        }
+    }
+}
+
+/// Pushes a rollout, backing off while the learner's queue is full. `None` when cancelled.
+async fn push_with_retry(
+    client: &mut Client,
+    msg: proto::Rollout,
+    shutdown: &CancellationToken,
+) -> Result<Option<proto::PushAck>, SessionError> {
+    let mut delay = Duration::from_millis(5);
+    loop {
+        match client.push_rollout(msg.clone()).await {
+            Ok(ack) => return Ok(Some(ack.into_inner())),
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                debug!(
+                    delay_ms = delay.as_millis() as u64,
+                    "learner queue full; backing off"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.cancelled() => return Ok(None),
+                }
+                delay = (delay * 2).min(Duration::from_millis(500));
+            }
+            Err(status) => return Err(status.into()),
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,305 @@
+//! The run configuration: one TOML file per run, every field documented and defaulted.
+//!
+//! The learner reads it; actors receive the part they must follow at registration. The file the
+//! run used is saved in its run directory.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::env;
+use crate::model::Activation;
+
+/// Errors loading or checking a run configuration.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for a run config.
+    #[error("malformed config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+    /// The environment id is not registered.
+    #[error(transparent)]
+    Env(#[from] env::EnvError),
+}
+
+/// The training algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AlgorithmKind {
+    /// Synchronous distributed PPO.
+    #[default]
+    Ppo,
+}
+
+/// A whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// The one seed that drives everything: model initialisation, minibatch order, and every
+    /// actor's environments and action sampling (each actor derives its own seed from it).
+    pub seed: u64,
+    /// Gymnasium id of the environment.
+    pub env_id: String,
+    /// Training algorithm.
+    pub algorithm: AlgorithmKind,
+    /// Environments stepped together in each actor.
+    pub num_envs: usize,
+    /// Steps per environment in one rollout.
+    pub n_steps: usize,
+    /// Stop after this many environment steps (summed over actors).
+    pub total_steps: u64,
+    /// Stop when the mean return of the last 100 finished episodes reaches this.
+    pub target_return: Option<f64>,
+    /// PPO hyperparameters.
+    pub ppo: PpoConfig,
+    /// Network shape.
+    pub model: ModelConfig,
+    /// Learner process settings.
+    pub learner: LearnerConfig,
+}
+
+/// PPO hyperparameters (names as in CleanRL).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PpoConfig {
+    /// Rollouts (from any actors, made with the current version) consumed per update.
+    pub rollouts_per_update: usize,
+    /// Adam learning rate at the start.
+    pub learning_rate: f64,
+    /// Anneal the learning rate linearly to 0 over `total_steps`.
+    pub anneal_lr: bool,
+    /// Anneal the clip coefficient linearly to 0 over `total_steps` (rl-zoo's `lin_0.2`).
+    pub anneal_clip_coef: bool,
+    /// Discount factor γ.
+    pub gamma: f64,
+    /// GAE λ.
+    pub gae_lambda: f64,
+    /// Surrogate clipping coefficient ε.
+    pub clip_coef: f64,
+    /// Entropy bonus coefficient.
+    pub ent_coef: f64,
+    /// Value loss coefficient.
+    pub vf_coef: f64,
+    /// Global gradient-norm clip.
+    pub max_grad_norm: f64,
+    /// Passes over each batch.
+    pub update_epochs: usize,
+    /// Minibatches per pass.
+    pub num_minibatches: usize,
+    /// Normalise advantages within each minibatch.
+    pub norm_adv: bool,
+    /// Adam ε.
+    pub adam_eps: f64,
+}
+
+/// Network shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Hidden layer widths of the policy and of the value network.
+    pub hidden: Vec<usize>,
+    /// Hidden-layer non-linearity: `tanh` or `relu`.
+    pub activation: Activation,
+}
+
+/// Where the learner trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// A real GPU through wgpu when one is found, else flex. Software adapters never win.
+    #[default]
+    Auto,
+    /// burn's pure-Rust CPU backend.
+    Flex,
+    /// burn's wgpu backend, whatever adapter it finds (including software ones).
+    Wgpu,
+}
+
+/// Learner process settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LearnerConfig {
+    /// Training device.
+    pub device: DeviceChoice,
+    /// Capacity of the queue between the gRPC handlers and the trainer thread (rollouts).
+    pub queue_capacity: usize,
+    /// Seconds between status lines (and `metrics.jsonl` rows).
+    pub status_interval_secs: f64,
+    /// How long an actor waits for a newer version after a push before it collects with the
+    /// parameters it has (milliseconds).
+    pub param_wait_ms: u32,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            env_id: "CartPole-v1".into(),
+            algorithm: AlgorithmKind::Ppo,
+            num_envs: 4,
+            n_steps: 32,
+            total_steps: 150_000,
+            target_return: None,
+            ppo: PpoConfig::default(),
+            model: ModelConfig::default(),
+            learner: LearnerConfig::default(),
+        }
+    }
+}
+
+impl Default for PpoConfig {
+    fn default() -> Self {
+        Self {
+            rollouts_per_update: 2,
+            learning_rate: 2.5e-4,
+            anneal_lr: true,
+            anneal_clip_coef: false,
+            gamma: 0.99,
+            gae_lambda: 0.95,
+            clip_coef: 0.2,
+            ent_coef: 0.0,
+            vf_coef: 0.5,
+            max_grad_norm: 0.5,
+            update_epochs: 10,
+            num_minibatches: 4,
+            norm_adv: true,
+            adam_eps: 1e-5,
+        }
+    }
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            hidden: vec![64, 64],
+            activation: Activation::Tanh,
+        }
+    }
+}
+
+impl Default for LearnerConfig {
+    fn default() -> Self {
+        Self {
+            device: DeviceChoice::Auto,
+            queue_capacity: 64,
+            status_interval_secs: 2.0,
+            param_wait_ms: 2_000,
+        }
+    }
+}
+
+impl RunConfig {
+    /// Parses TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let config: RunConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and checks a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// The config as TOML (what the run directory keeps).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a run config always serialises")
+    }
+
+    /// Checks ranges and that the environment exists.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        env::make(&self.env_id)?;
+        let p = &self.ppo;
+        if self.num_envs == 0 || self.n_steps == 0 {
+            return invalid("num_envs and n_steps must be at least 1");
+        }
+        if p.rollouts_per_update == 0 || p.update_epochs == 0 || p.num_minibatches == 0 {
+            return invalid(
+                "ppo.rollouts_per_update, update_epochs and num_minibatches must be at least 1",
+            );
+        }
+        let batch = self.num_envs * self.n_steps * p.rollouts_per_update;
+        if p.num_minibatches > batch {
+            return invalid("ppo.num_minibatches exceeds the batch size");
+        }
+        if !(0.0..=1.0).contains(&p.gamma) || !(0.0..=1.0).contains(&p.gae_lambda) {
+            return invalid("ppo.gamma and ppo.gae_lambda must be in [0, 1]");
+        }
+        if !(p.learning_rate > 0.0) || !(p.clip_coef > 0.0) || !(p.max_grad_norm > 0.0) {
+            return invalid("ppo.learning_rate, clip_coef and max_grad_norm must be positive");
+        }
+        if self.model.hidden.is_empty() || self.model.hidden.contains(&0) {
+            return invalid("model.hidden needs at least one non-zero layer width");
+        }
+        if self.learner.queue_capacity < p.rollouts_per_update {
+            return invalid("learner.queue_capacity must hold at least ppo.rollouts_per_update");
+        }
+        if !(self.learner.status_interval_secs > 0.0) {
+            return invalid("learner.status_interval_secs must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_round_trip_through_toml() {
+        let config = RunConfig::default();
+        config.validate().unwrap();
+        let back = RunConfig::from_toml(&config.to_toml(), Path::new("x.toml")).unwrap();
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn partial_files_take_defaults() {
+        let c = RunConfig::from_toml("seed = 9\n[ppo]\ngamma = 0.98\n", Path::new("x")).unwrap();
+        assert_eq!(c.seed, 9);
+        assert_eq!(c.ppo.gamma, 0.98);
+        assert_eq!(c.ppo.clip_coef, 0.2);
+    }
+
+    #[test]
+    fn malformed_and_invalid_configs_are_clear_errors() {
+        let err = RunConfig::from_toml("seed = \"one\"", Path::new("bad.toml")).unwrap_err();
+        assert!(
+            err.to_string().starts_with("malformed config bad.toml"),
+            "{err}"
+        );
+        let err = RunConfig::from_toml("sede = 1", Path::new("bad.toml")).unwrap_err();
+        assert!(err.to_string().contains("unknown field `sede`"), "{err}");
+        let err = RunConfig::from_toml("env_id = \"Nope-v0\"", Path::new("x")).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown environment id `Nope-v0`"),
+            "{err}"
+        );
+        let err = RunConfig::from_toml("num_envs = 0", Path::new("x")).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid(_)));
+    }
+}

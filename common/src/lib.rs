@@ -1,0 +1,33 @@
+//! Shared pieces of shoal: the protocol, domain types, environments, the model and its
+//! parameter codec, and the run configuration.
+//!
+//! # Layout
+//! - [`proto`]: code generated from `proto/shoal/v1/shoal.proto` (the documented contract). The
+//!   only place generated code lives; everything else converts to domain types at the boundary.
+//! - [`env`]: the [`env::Env`] trait, the registry by Gymnasium id, CartPole, [`env::VecEnv`].
+//! - [`model`]: the actor-critic network, its [`model::ModelSpec`] and initialisation.
+//! - [`codec`]: parameters as little-endian `f32` bytes, layouts and fingerprints.
+//! - [`rollout`]: the rollout domain type and its validation.
+//! - [`settings`]: what an actor receives at registration, as domain types.
+//! - [`config`]: the run configuration (TOML).
+//! - [`rng`]: deterministic randomness and seed derivation.
+//! - [`logging`]: tracing set-up shared by the binaries (`RUST_LOG`, text or JSON).
+
+pub mod codec;
+pub mod config;
+pub mod env;
+pub mod logging;
+pub mod model;
+pub mod rng;
+pub mod rollout;
+pub mod settings;
+
+/// Generated protocol types, client and server (`shoal.v1`).
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod proto {
+    tonic::include_proto!("shoal.v1");
+}
+
+/// Largest gRPC message either side accepts or sends: 256 MiB, room for ~64M `f32` parameters
+/// (tonic's default of 4 MiB would cap models at ~1M parameters).
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;

@@ -1,0 +1,340 @@
+//! The policy/value network shared by learner and actors, its spec and its parameter layout.
+//!
+//! Both sides build the network from a [`ModelSpec`] and a flat parameter vector in
+//! [`ParamLayout`] order, so the learner's initial weights (drawn on the host from the run seed)
+//! and every later version reach actors bit-for-bit. burn's `ParamId`s are random per process and
+//! never cross the wire; parameters are identified by path and position.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::nn::Linear;
+use burn::tensor::activation::{relu, tanh};
+use burn::tensor::{Device, Tensor, TensorData, Transaction};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{ParamEntry, ParamLayout};
+use crate::rng::Rng;
+
+/// Hidden-layer non-linearity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// `tanh` (the PPO default, as in Stable-Baselines3 and CleanRL).
+    #[default]
+    Tanh,
+    /// `relu`.
+    Relu,
+}
+
+impl Activation {
+    /// The name used in configs and on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Tanh => "tanh",
+            Activation::Relu => "relu",
+        }
+    }
+
+    /// Parses [`Activation::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "tanh" => Some(Activation::Tanh),
+            "relu" => Some(Activation::Relu),
+            _ => None,
+        }
+    }
+
+    fn apply<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Activation::Tanh => tanh(x),
+            Activation::Relu => relu(x),
+        }
+    }
+}
+
+/// Everything needed to build the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSpec {
+    /// Observation size.
+    pub obs_dim: usize,
+    /// Number of discrete actions.
+    pub num_actions: usize,
+    /// Hidden layer widths (the actor and the critic each get their own stack).
+    pub hidden: Vec<usize>,
+    /// Hidden-layer non-linearity.
+    pub activation: Activation,
+}
+
+impl ModelSpec {
+    fn stack(&self, out: usize) -> Vec<(usize, usize)> {
+        let mut dims = vec![self.obs_dim];
+        dims.extend(&self.hidden);
+        dims.push(out);
+        dims.windows(2).map(|w| (w[0], w[1])).collect()
+    }
+
+    /// The parameter layout of the network this spec builds, in transfer order.
+    pub fn layout(&self) -> ParamLayout {
+        let mut entries = Vec::new();
+        for (head, out) in [("actor", self.num_actions), ("critic", 1)] {
+            for (i, (d_in, d_out)) in self.stack(out).into_iter().enumerate() {
+                entries.push(ParamEntry::new(
+                    format!("{head}.layers.{i}.weight"),
+                    vec![d_in, d_out],
+                ));
+                entries.push(ParamEntry::new(
+                    format!("{head}.layers.{i}.bias"),
+                    vec![d_out],
+                ));
+            }
+        }
+        ParamLayout::new(entries)
+    }
+
+    /// Initial parameters drawn from `seed`: orthogonal weights with gain √2 in hidden layers,
+    /// 0.01 on the policy output and 1 on the value output, zero biases (the PPO
+    /// implementation details of Huang et al. 2022, as in Stable-Baselines3).
+    pub fn init_params(&self, seed: u64) -> Vec<f32> {
+        let mut rng = Rng::new(seed);
+        let mut flat = Vec::with_capacity(self.layout().num_floats());
+        for (out, out_gain) in [(self.num_actions, 0.01), (1, 1.0)] {
+            let layers = self.stack(out);
+            let last = layers.len() - 1;
+            for (i, (d_in, d_out)) in layers.into_iter().enumerate() {
+                let gain = if i == last {
+                    out_gain
+                } else {
+                    std::f64::consts::SQRT_2
+                };
+                flat.extend(orthogonal(d_in, d_out, gain, &mut rng));
+                flat.extend(std::iter::repeat_n(0.0, d_out));
+            }
+        }
+        flat
+    }
+
+    /// Builds the network on `device` from `flat` parameters in [`ModelSpec::layout`] order.
+    ///
+    /// # Panics
+    /// When `flat` does not have `layout().num_floats()` values; callers decode parameters with
+    /// [`ParamLayout::decode`], which checks that first.
+    pub fn build(&self, flat: &[f32], device: &Device) -> ActorCritic {
+        assert_eq!(flat.len(), self.layout().num_floats(), "parameter count");
+        let mut offset = 0;
+        let mut take = |n: usize| {
+            let slice = &flat[offset..offset + n];
+            offset += n;
+            slice.to_vec()
+        };
+        let mut mlp = |out: usize| Mlp {
+            layers: self
+                .stack(out)
+                .into_iter()
+                .map(|(d_in, d_out)| Linear {
+                    weight: Param::from_data(
+                        TensorData::new(take(d_in * d_out), [d_in, d_out]),
+                        device,
+                    ),
+                    bias: Some(Param::from_data(
+                        TensorData::new(take(d_out), [d_out]),
+                        device,
+                    )),
+                })
+                .collect(),
+            activation: self.activation,
+        };
+        let actor = mlp(self.num_actions);
+        let critic = mlp(1);
+        ActorCritic { actor, critic }
+    }
+}
+
+/// Orthogonal initialisation as `torch.nn.init.orthogonal_` does it for a weight of
+/// shape `[d_out, d_in]`, returned transposed in burn's `[d_in, d_out]` row-major order.
+fn orthogonal(d_in: usize, d_out: usize, gain: f64, rng: &mut Rng) -> Vec<f32> {
+    let (rows, cols) = (d_in.max(d_out), d_in.min(d_out));
+    // `cols` column vectors of length `rows`, orthonormalised by modified Gram–Schmidt.
+    let mut q: Vec<Vec<f64>> = (0..cols)
+        .map(|_| (0..rows).map(|_| rng.normal()).collect())
+        .collect();
+    for j in 0..cols {
+        for k in 0..j {
+            let dot: f64 = (0..rows).map(|r| q[j][r] * q[k][r]).sum();
+            for r in 0..rows {
+                q[j][r] -= dot * q[k][r];
+            }
+        }
+        let norm = q[j].iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+        for x in &mut q[j] {
+            *x /= norm;
+        }
+    }
+    // W (torch's [d_out, d_in]) has orthonormal columns when d_out >= d_in, rows otherwise.
+    let w = |o: usize, i: usize| if d_out >= d_in { q[i][o] } else { q[o][i] };
+    let mut out = Vec::with_capacity(d_in * d_out);
+    for i in 0..d_in {
+        for o in 0..d_out {
+            out.push((gain * w(o, i)) as f32);
+        }
+    }
+    out
+}
+
+/// A stack of dense layers with a non-linearity between them (none after the last).
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// The layers, input first.
+    pub layers: Vec<Linear>,
+    /// Non-linearity between layers.
+    #[module(skip)]
+    pub activation: Activation,
+}
+
+impl Mlp {
+    /// `[B, in] -> [B, out]`.
+    pub fn forward(&self, mut x: Tensor<2>) -> Tensor<2> {
+        let last = self.layers.len() - 1;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x);
+            if i != last {
+                x = self.activation.apply(x);
+            }
+        }
+        x
+    }
+}
+
+/// Separate policy and value networks (no shared trunk), as Stable-Baselines3's `MlpPolicy`.
+#[derive(Module, Debug)]
+pub struct ActorCritic {
+    /// Policy network: observation → action logits.
+    pub actor: Mlp,
+    /// Value network: observation → state value.
+    pub critic: Mlp,
+}
+
+impl ActorCritic {
+    /// Action logits `[B, A]`.
+    pub fn logits(&self, obs: Tensor<2>) -> Tensor<2> {
+        self.actor.forward(obs)
+    }
+
+    /// State values `[B]`.
+    pub fn values(&self, obs: Tensor<2>) -> Tensor<1> {
+        let v = self.critic.forward(obs);
+        let [b, _] = v.dims();
+        v.reshape([b])
+    }
+
+    /// The layout of this module's parameters as burn visits them.
+    pub fn layout(&self) -> ParamLayout {
+        struct Collect {
+            path: Vec<String>,
+            entries: Vec<ParamEntry>,
+        }
+        impl ModuleVisitor for Collect {
+            fn enter_module(&mut self, name: &str, _container_type: &str) {
+                self.path.push(name.to_string());
+            }
+            fn exit_module(&mut self, _name: &str, _container_type: &str) {
+                self.path.pop();
+            }
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                self.entries.push(ParamEntry::new(
+                    self.path.join("."),
+                    param.lazy_shape().to_vec(),
+                ));
+            }
+        }
+        let mut collect = Collect {
+            path: Vec::new(),
+            entries: Vec::new(),
+        };
+        self.visit(&mut collect);
+        ParamLayout::new(collect.entries)
+    }
+
+    /// All parameters flattened in layout order, read back from the device in one transaction.
+    pub fn to_flat(&self) -> Vec<f32> {
+        struct Gather {
+            tensors: Vec<Tensor<1>>,
+        }
+        impl ModuleVisitor for Gather {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let t = param.val();
+                let n = t.shape().num_elements();
+                self.tensors.push(t.reshape([n]));
+            }
+        }
+        let mut gather = Gather {
+            tensors: Vec::new(),
+        };
+        self.visit(&mut gather);
+        let mut tx = Transaction::default();
+        for t in gather.tensors {
+            tx = tx.register(t);
+        }
+        let mut flat = Vec::new();
+        for data in tx.execute() {
+            let data = data.convert::<f32>();
+            flat.extend_from_slice(data.as_slice::<f32>().expect("f32 data"));
+        }
+        flat
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ModelSpec {
+        ModelSpec {
+            obs_dim: 4,
+            num_actions: 2,
+            hidden: vec![64, 64],
+            activation: Activation::Tanh,
+        }
+    }
+
+    #[test]
+    fn built_module_has_the_spec_layout_and_round_trips() {
+        let spec = spec();
+        let flat = spec.init_params(5);
+        let model = spec.build(&flat, &Device::flex());
+        assert_eq!(model.layout(), spec.layout());
+        assert_eq!(model.to_flat(), flat);
+        assert_eq!(
+            spec.layout().num_floats(),
+            2 * (4 * 64 + 64 + 64 * 64 + 64) + 64 * 2 + 2 + 65
+        );
+    }
+
+    #[test]
+    fn orthogonal_init_is_orthogonal_with_gain() {
+        let mut rng = Rng::new(0);
+        // d_in=4, d_out=64: torch weight [64, 4] has orthonormal columns, so W^T W = g^2 I.
+        let w = orthogonal(4, 64, 2.0, &mut rng);
+        for a in 0..4 {
+            for b in 0..4 {
+                let dot: f64 = (0..64)
+                    .map(|o| w[a * 64 + o] as f64 * w[b * 64 + o] as f64)
+                    .sum();
+                let want = if a == b { 4.0 } else { 0.0 };
+                assert!((dot - want).abs() < 1e-4, "({a},{b}) {dot}");
+            }
+        }
+        // d_in=64, d_out=2: torch weight [2, 64] has orthonormal rows.
+        let w = orthogonal(64, 2, 1.0, &mut rng);
+        let dot: f64 = (0..64).map(|i| w[i * 2] as f64 * w[i * 2 + 1] as f64).sum();
+        let n0: f64 = (0..64).map(|i| (w[i * 2] as f64).powi(2)).sum();
+        assert!(dot.abs() < 1e-5 && (n0 - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn forward_shapes() {
+        let spec = spec();
+        let model = spec.build(&spec.init_params(1), &Device::flex());
+        let obs = Tensor::<2>::zeros([3, 4], &Device::flex());
+        assert_eq!(model.logits(obs.clone()).dims(), [3, 2]);
+        assert_eq!(model.values(obs).dims(), [3]);
+    }
+}

@@ -1,0 +1,317 @@
+//! A rollout: T steps from N environments, the unit of experience PPO actors send.
+//!
+//! [`Rollout::from_proto`] is the boundary check: every length, flag and number from the network
+//! is validated here, before anything is queued for the trainer.
+
+use thiserror::Error;
+
+use crate::codec::{decode_f32, encode_f32};
+use crate::proto;
+
+/// What the learner expects a rollout to look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RolloutShape {
+    /// T.
+    pub n_steps: usize,
+    /// N.
+    pub num_envs: usize,
+    /// O.
+    pub obs_dim: usize,
+    /// Number of discrete actions.
+    pub num_actions: usize,
+}
+
+/// A rollout in host memory (all arrays row-major `[T, N, ...]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollout {
+    /// Sender.
+    pub actor_id: u32,
+    /// Parameter version the actions were chosen with.
+    pub version: u64,
+    /// Dimensions.
+    pub shape: RolloutShape,
+    /// `[T, N, O]`.
+    pub obs: Vec<f32>,
+    /// `[T, N]` discrete action indices.
+    pub actions: Vec<u32>,
+    /// `[T, N]`.
+    pub rewards: Vec<f32>,
+    /// `[T, N]`.
+    pub terminated: Vec<bool>,
+    /// `[T, N]`.
+    pub truncated: Vec<bool>,
+    /// `[T, N]` behaviour log-probabilities.
+    pub log_probs: Vec<f32>,
+    /// `[T, N]` behaviour values.
+    pub values: Vec<f32>,
+    /// `[N]` value of the observation after the last step.
+    pub bootstrap_values: Vec<f32>,
+    /// `[T, N]` value of the final observation where truncated, else 0.
+    pub truncation_values: Vec<f32>,
+    /// Returns of episodes finished in this rollout.
+    pub episode_returns: Vec<f32>,
+    /// Lengths of episodes finished in this rollout.
+    pub episode_lengths: Vec<u32>,
+}
+
+/// Why a rollout from the network was refused.
+#[derive(Debug, Error, PartialEq)]
+pub enum RolloutError {
+    /// The rollout's declared dimensions differ from the run's.
+    #[error("rollout is {got_t}x{got_n} (n_steps x num_envs), the run uses {want_t}x{want_n}")]
+    Dimensions {
+        /// Declared T.
+        got_t: usize,
+        /// Declared N.
+        got_n: usize,
+        /// Expected T.
+        want_t: usize,
+        /// Expected N.
+        want_n: usize,
+    },
+    /// A field has the wrong byte length.
+    #[error("rollout field `{field}` has {got} bytes, expected {want}")]
+    Length {
+        /// The field.
+        field: &'static str,
+        /// Bytes received.
+        got: usize,
+        /// Bytes expected.
+        want: usize,
+    },
+    /// A field holds NaN or infinity.
+    #[error("rollout field `{field}` holds a non-finite value at index {index}")]
+    NotFinite {
+        /// The field.
+        field: &'static str,
+        /// Flat index.
+        index: usize,
+    },
+    /// An action is not in the action space.
+    #[error("rollout action {value} at index {index} is outside Discrete({num_actions})")]
+    Action {
+        /// The value sent.
+        value: f32,
+        /// Flat index.
+        index: usize,
+        /// The space size.
+        num_actions: usize,
+    },
+    /// A flag byte is not 0 or 1, or a step is both terminated and truncated.
+    #[error("rollout field `{field}` holds an invalid flag at index {index}")]
+    Flag {
+        /// The field.
+        field: &'static str,
+        /// Flat index.
+        index: usize,
+    },
+    /// Episode statistics are inconsistent.
+    #[error("rollout episode statistics are inconsistent: {0}")]
+    Episodes(String),
+}
+
+fn floats(field: &'static str, data: &[u8], len: usize) -> Result<Vec<f32>, RolloutError> {
+    let values = decode_f32(data, len).ok_or(RolloutError::Length {
+        field,
+        got: data.len(),
+        want: len * 4,
+    })?;
+    if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+        return Err(RolloutError::NotFinite { field, index });
+    }
+    Ok(values)
+}
+
+fn flags(field: &'static str, data: &[u8], len: usize) -> Result<Vec<bool>, RolloutError> {
+    if data.len() != len {
+        return Err(RolloutError::Length {
+            field,
+            got: data.len(),
+            want: len,
+        });
+    }
+    data.iter()
+        .enumerate()
+        .map(|(index, &b)| match b {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(RolloutError::Flag { field, index }),
+        })
+        .collect()
+}
+
+impl Rollout {
+    /// Environment steps in this rollout (T × N).
+    pub fn env_steps(&self) -> usize {
+        self.shape.n_steps * self.shape.num_envs
+    }
+
+    /// Validates a rollout from the network against the run's `shape`.
+    pub fn from_proto(msg: &proto::Rollout, shape: RolloutShape) -> Result<Self, RolloutError> {
+        let (t, n) = (msg.n_steps as usize, msg.num_envs as usize);
+        if t != shape.n_steps || n != shape.num_envs {
+            return Err(RolloutError::Dimensions {
+                got_t: t,
+                got_n: n,
+                want_t: shape.n_steps,
+                want_n: shape.num_envs,
+            });
+        }
+        let tn = t * n;
+        let actions_f = floats("actions", &msg.actions, tn)?;
+        let mut actions = Vec::with_capacity(tn);
+        for (index, &value) in actions_f.iter().enumerate() {
+            if value < 0.0 || value.fract() != 0.0 || value as usize >= shape.num_actions {
+                return Err(RolloutError::Action {
+                    value,
+                    index,
+                    num_actions: shape.num_actions,
+                });
+            }
+            actions.push(value as u32);
+        }
+        let terminated = flags("terminated", &msg.terminated, tn)?;
+        let truncated = flags("truncated", &msg.truncated, tn)?;
+        if let Some(index) = (0..tn).find(|&i| terminated[i] && truncated[i]) {
+            return Err(RolloutError::Flag {
+                field: "truncated",
+                index,
+            });
+        }
+        let episode_returns = msg.episode_returns.clone();
+        let episode_lengths = msg.episode_lengths.clone();
+        if episode_returns.len() != episode_lengths.len() {
+            return Err(RolloutError::Episodes(
+                "episode_returns and episode_lengths differ in length".into(),
+            ));
+        }
+        let ends = (0..tn).filter(|&i| terminated[i] || truncated[i]).count();
+        if episode_returns.len() != ends {
+            return Err(RolloutError::Episodes(format!(
+                "{} episodes reported, {ends} episode ends flagged",
+                episode_returns.len()
+            )));
+        }
+        if episode_returns.iter().any(|r| !r.is_finite()) {
+            return Err(RolloutError::Episodes("non-finite episode return".into()));
+        }
+        Ok(Self {
+            actor_id: msg.actor_id,
+            version: msg.version,
+            shape,
+            obs: floats("observations", &msg.observations, tn * shape.obs_dim)?,
+            actions,
+            rewards: floats("rewards", &msg.rewards, tn)?,
+            terminated,
+            truncated,
+            log_probs: floats("log_probs", &msg.log_probs, tn)?,
+            values: floats("values", &msg.values, tn)?,
+            bootstrap_values: floats("bootstrap_values", &msg.bootstrap_values, n)?,
+            truncation_values: floats("truncation_values", &msg.truncation_values, tn)?,
+            episode_returns,
+            episode_lengths,
+        })
+    }
+
+    /// The wire form.
+    pub fn to_proto(&self, model_fingerprint: &str) -> proto::Rollout {
+        let to_bytes = |v: &[bool]| v.iter().map(|&b| b as u8).collect::<Vec<u8>>().into();
+        let actions: Vec<f32> = self.actions.iter().map(|&a| a as f32).collect();
+        proto::Rollout {
+            actor_id: self.actor_id,
+            model_fingerprint: model_fingerprint.to_string(),
+            version: self.version,
+            n_steps: self.shape.n_steps as u32,
+            num_envs: self.shape.num_envs as u32,
+            observations: encode_f32(&self.obs),
+            actions: encode_f32(&actions),
+            rewards: encode_f32(&self.rewards),
+            terminated: to_bytes(&self.terminated),
+            truncated: to_bytes(&self.truncated),
+            log_probs: encode_f32(&self.log_probs),
+            values: encode_f32(&self.values),
+            bootstrap_values: encode_f32(&self.bootstrap_values),
+            truncation_values: encode_f32(&self.truncation_values),
+            episode_returns: self.episode_returns.clone(),
+            episode_lengths: self.episode_lengths.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Rollout {
+        let shape = RolloutShape {
+            n_steps: 2,
+            num_envs: 2,
+            obs_dim: 3,
+            num_actions: 2,
+        };
+        Rollout {
+            actor_id: 4,
+            version: 9,
+            shape,
+            obs: (0..12).map(|i| i as f32).collect(),
+            actions: vec![0, 1, 1, 0],
+            rewards: vec![1.0; 4],
+            terminated: vec![false, true, false, false],
+            truncated: vec![false, false, false, true],
+            log_probs: vec![-0.7; 4],
+            values: vec![0.5; 4],
+            bootstrap_values: vec![0.1, 0.2],
+            truncation_values: vec![0.0, 0.0, 0.0, 3.0],
+            episode_returns: vec![2.0, 7.0],
+            episode_lengths: vec![2, 7],
+        }
+    }
+
+    #[test]
+    fn proto_round_trip() {
+        let r = sample();
+        assert_eq!(Rollout::from_proto(&r.to_proto("fp"), r.shape).unwrap(), r);
+    }
+
+    #[test]
+    fn bad_fields_are_refused() {
+        let r = sample();
+        let mut msg = r.to_proto("fp");
+        msg.actions = encode_f32(&[0.0, 2.0, 1.0, 0.0]);
+        assert!(matches!(
+            Rollout::from_proto(&msg, r.shape),
+            Err(RolloutError::Action { index: 1, .. })
+        ));
+        let mut msg = r.to_proto("fp");
+        msg.rewards = encode_f32(&[1.0, f32::INFINITY, 1.0, 1.0]);
+        assert!(matches!(
+            Rollout::from_proto(&msg, r.shape),
+            Err(RolloutError::NotFinite {
+                field: "rewards",
+                index: 1
+            })
+        ));
+        let mut msg = r.to_proto("fp");
+        msg.observations = msg.observations.slice(4..);
+        assert!(matches!(
+            Rollout::from_proto(&msg, r.shape),
+            Err(RolloutError::Length {
+                field: "observations",
+                ..
+            })
+        ));
+        let mut msg = r.to_proto("fp");
+        msg.n_steps = 3;
+        assert!(matches!(
+            Rollout::from_proto(&msg, r.shape),
+            Err(RolloutError::Dimensions { .. })
+        ));
+        let mut msg = r.to_proto("fp");
+        msg.episode_returns.pop();
+        msg.episode_lengths.pop();
+        assert!(matches!(
+            Rollout::from_proto(&msg, r.shape),
+            Err(RolloutError::Episodes(_))
+        ));
+    }
+}

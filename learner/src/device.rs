@@ -1,0 +1,119 @@
+//! Choosing the training device at run time.
+//!
+//! `auto` takes a real GPU through wgpu when the build has the `wgpu` feature and one is found;
+//! otherwise burn's pure-Rust `flex` CPU backend. A software or CPU wgpu adapter (Mesa lavapipe,
+//! llvmpipe) never wins `auto`: here it was about 1000× slower than flex. `wgpu` forces the wgpu
+//! backend on whatever adapter it finds, which is how the GPU path is tested without a GPU.
+
+use burn::tensor::Device;
+use shoal_common::config::DeviceChoice;
+use thiserror::Error;
+
+/// A device and a human description of it for the logs.
+#[derive(Debug, Clone)]
+pub struct SelectedDevice {
+    /// The device.
+    pub device: Device,
+    /// Backend and adapter, e.g. `wgpu (NVIDIA GeForce RTX 4090)` or `flex (CPU)`.
+    pub description: String,
+}
+
+/// Device selection failed.
+#[derive(Debug, Error)]
+pub enum DeviceError {
+    /// `wgpu` was asked for but this build does not have it.
+    #[error(
+        "this build has no wgpu backend; rebuild with the `wgpu` feature or use device = \"flex\""
+    )]
+    WgpuNotBuilt,
+    /// `wgpu` was asked for but no adapter works.
+    #[error(
+        "no usable wgpu adapter ({0}); install a GPU driver or Mesa's Vulkan drivers (Debian: mesa-vulkan-drivers), or use device = \"flex\""
+    )]
+    NoAdapter(String),
+}
+
+/// Picks the training device for `choice`.
+pub fn select(choice: DeviceChoice) -> Result<SelectedDevice, DeviceError> {
+    match choice {
+        DeviceChoice::Flex => Ok(flex()),
+        DeviceChoice::Auto => Ok(real_gpu().unwrap_or_else(flex)),
+        DeviceChoice::Wgpu => forced_wgpu(),
+    }
+}
+
+fn flex() -> SelectedDevice {
+    SelectedDevice {
+        device: Device::flex(),
+        description: "flex (CPU)".into(),
+    }
+}
+
+#[cfg(feature = "wgpu")]
+fn real_gpu() -> Option<SelectedDevice> {
+    use burn::tensor::DeviceType;
+    // Enumerating opens adapters; a broken driver stack must not take the learner down.
+    std::panic::catch_unwind(|| {
+        Device::enumerate(DeviceType::Wgpu)
+            .into_vec()
+            .into_iter()
+            .find_map(|device| {
+                // `physical` is None for a CPU or a software rasteriser.
+                let identity = device.identity()?;
+                identity.physical.as_ref()?;
+                Some(SelectedDevice {
+                    description: format!("wgpu ({})", identity.name),
+                    device,
+                })
+            })
+    })
+    .ok()
+    .flatten()
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn real_gpu() -> Option<SelectedDevice> {
+    None
+}
+
+#[cfg(feature = "wgpu")]
+fn forced_wgpu() -> Result<SelectedDevice, DeviceError> {
+    use burn::tensor::{DeviceKind, Tensor};
+    let probe = std::panic::catch_unwind(|| {
+        let device = Device::wgpu(DeviceKind::DefaultDevice);
+        // A tiny computation proves the adapter works.
+        let t = Tensor::<1>::from_floats([1.0, 2.0], &device);
+        let _ = t.sum().into_data();
+        let name = device
+            .identity()
+            .map(|i| {
+                let kind = if i.physical.is_some() {
+                    ""
+                } else {
+                    ", software"
+                };
+                format!("{}{kind}", i.name)
+            })
+            .unwrap_or_else(|| "unknown adapter".into());
+        (device, name)
+    });
+    match probe {
+        Ok((device, name)) => Ok(SelectedDevice {
+            device,
+            description: format!("wgpu ({name})"),
+        }),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "adapter initialisation panicked".into());
+            Err(DeviceError::NoAdapter(msg))
+        }
+    }
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn forced_wgpu() -> Result<SelectedDevice, DeviceError> {
+    Err(DeviceError::WgpuNotBuilt)
+}

@@ -1,0 +1,30 @@
+//! `shoal-learner`: the learner alone (the same as `shoal learner`).
+
+use clap::Parser;
+use shoal_common::logging::{self, LogFormat};
+use shoal_learner::cli::LearnerCommand;
+
+/// Serve the parameter server and train.
+#[derive(Debug, Parser)]
+#[command(name = "shoal-learner", version)]
+struct Cli {
+    #[command(flatten)]
+    learner: LearnerCommand,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let resolved = cli.learner.args.resolve()?;
+        let listener = tokio::net::TcpListener::bind(cli.learner.listen).await?;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        logging::cancel_on_signals(shutdown.clone());
+        shoal_learner::run(resolved.config, resolved.run_dir, listener, shutdown).await?;
+        Ok(())
+    })
+}

@@ -1,0 +1,70 @@
+//! Published parameter versions. Publishing swaps an `Arc`; every reader (unary fetches and
+//! subscription streams) shares the same immutable bytes, so serving many actors costs no copy
+//! per actor.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+/// One immutable version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Version number (1 is the initial parameters).
+    pub version: u64,
+    /// Little-endian `f32` parameters in layout order.
+    pub data: Bytes,
+    /// Set once the run has ended, with the reason.
+    pub finished: Option<String>,
+}
+
+/// The latest version, observable.
+#[derive(Debug, Clone)]
+pub struct ParamStore {
+    tx: Arc<watch::Sender<Arc<Snapshot>>>,
+}
+
+impl ParamStore {
+    /// A store holding `initial` as version 1.
+    pub fn new(initial: Bytes) -> Self {
+        let (tx, _rx) = watch::channel(Arc::new(Snapshot {
+            version: 1,
+            data: initial,
+            finished: None,
+        }));
+        Self { tx: Arc::new(tx) }
+    }
+
+    /// The newest snapshot.
+    pub fn latest(&self) -> Arc<Snapshot> {
+        self.tx.borrow().clone()
+    }
+
+    /// Publishes `data` as the next version and returns its number.
+    pub fn publish(&self, data: Bytes) -> u64 {
+        let mut version = 0;
+        self.tx.send_modify(|snap| {
+            version = snap.version + 1;
+            *snap = Arc::new(Snapshot {
+                version,
+                data,
+                finished: None,
+            });
+        });
+        version
+    }
+
+    /// Marks the run as finished; subscribers are told and their streams end.
+    pub fn finish(&self, reason: String) {
+        self.tx.send_modify(|snap| {
+            let mut s = (**snap).clone();
+            s.finished = Some(reason);
+            *snap = Arc::new(s);
+        });
+    }
+
+    /// A receiver that sees the current snapshot and every later one.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.tx.subscribe()
+    }
+}

@@ -1,0 +1,455 @@
+//! The gRPC parameter server: validates everything from the network, then hands rollouts to the
+//! trainer through the bounded queue. Handlers never touch tensors.
+//!
+//! [`ServiceError`] is the one place where errors become `tonic::Status`.
+
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::{Sender, TrySendError};
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+use tracing::{info, warn};
+
+use shoal_common::codec::{CodecError, ParamLayout};
+use shoal_common::config::RunConfig;
+use shoal_common::model::ModelSpec;
+use shoal_common::proto::{self, parameter_server_server::ParameterServer};
+use shoal_common::rng::{derive_seed, streams};
+use shoal_common::rollout::{Rollout, RolloutError, RolloutShape};
+use shoal_common::settings::{PROTOCOL_VERSION, model_spec_to_proto};
+
+use crate::param_store::ParamStore;
+
+/// Why a request was refused.
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    /// The actor speaks another protocol version.
+    #[error(
+        "protocol version {got} is not supported (this learner speaks {want}); upgrade the actor"
+    )]
+    Protocol {
+        /// Sent.
+        got: i32,
+        /// Ours.
+        want: i32,
+    },
+    /// The actor id was never handed out (or the learner restarted).
+    #[error("unknown actor id {0}; register first")]
+    UnknownActor(u32),
+    /// The caller builds a different model.
+    #[error(transparent)]
+    Fingerprint(#[from] CodecError),
+    /// A malformed rollout.
+    #[error(transparent)]
+    Rollout(#[from] RolloutError),
+    /// A version the learner never published.
+    #[error("rollout claims parameter version {got}, newest published is {latest}")]
+    FutureVersion {
+        /// Claimed.
+        got: u64,
+        /// Newest.
+        latest: u64,
+    },
+    /// The trainer's queue is full: back off and retry.
+    #[error("learner queue is full ({0} rollouts); retry later")]
+    QueueFull(usize),
+    /// The learner is stopping.
+    #[error("learner is shutting down")]
+    ShuttingDown,
+}
+
+impl From<ServiceError> for Status {
+    fn from(e: ServiceError) -> Self {
+        let msg = e.to_string();
+        match e {
+            ServiceError::Protocol { .. } | ServiceError::Fingerprint(_) => {
+                Status::failed_precondition(msg)
+            }
+            ServiceError::UnknownActor(_) => Status::not_found(msg),
+            ServiceError::Rollout(_) | ServiceError::FutureVersion { .. } => {
+                Status::invalid_argument(msg)
+            }
+            ServiceError::QueueFull(_) => Status::resource_exhausted(msg),
+            ServiceError::ShuttingDown => Status::unavailable(msg),
+        }
+    }
+}
+
+/// Counters the handlers keep (the trainer reads them for the status line).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Rollouts refused as malformed.
+    pub rollouts_rejected: AtomicU64,
+    /// Pushes refused because the queue was full.
+    pub queue_full: AtomicU64,
+    /// Registrations, including re-registrations.
+    pub registrations: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Actors {
+    next_id: u32,
+    names: HashMap<u32, String>,
+    /// Open parameter subscriptions per actor.
+    subscribed: HashMap<u32, usize>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    version: u64,
+    pushed_by: HashSet<u32>,
+    count: usize,
+}
+
+/// State shared by the handlers and the trainer thread.
+pub struct Shared {
+    /// The run.
+    pub config: RunConfig,
+    /// The network.
+    pub spec: ModelSpec,
+    /// Its layout.
+    pub layout: ParamLayout,
+    /// Its fingerprint.
+    pub fingerprint: String,
+    /// The rollout shape actors must send.
+    pub shape: RolloutShape,
+    /// Published parameters.
+    pub store: ParamStore,
+    /// Handler-side counters.
+    pub counters: Counters,
+    queue: Sender<Rollout>,
+    actors: Mutex<Actors>,
+    pending: Mutex<Pending>,
+    shutdown: CancellationToken,
+}
+
+impl Shared {
+    /// Shared state for a run whose trainer reads from the other end of `queue`.
+    pub fn new(
+        config: RunConfig,
+        spec: ModelSpec,
+        store: ParamStore,
+        queue: Sender<Rollout>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let layout = spec.layout();
+        let shape = RolloutShape {
+            n_steps: config.n_steps,
+            num_envs: config.num_envs,
+            obs_dim: spec.obs_dim,
+            num_actions: spec.num_actions,
+        };
+        let version = store.latest().version;
+        Self {
+            fingerprint: layout.fingerprint(),
+            layout,
+            shape,
+            config,
+            spec,
+            store,
+            counters: Counters::default(),
+            queue,
+            actors: Mutex::new(Actors {
+                next_id: 1,
+                ..Actors::default()
+            }),
+            pending: Mutex::new(Pending {
+                version,
+                ..Pending::default()
+            }),
+            shutdown,
+        }
+    }
+
+    /// Actors with an open parameter subscription.
+    pub fn connected_actors(&self) -> usize {
+        self.actors.lock().expect("actors lock").subscribed.len()
+    }
+
+    /// Rollouts waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Called by the trainer after it publishes `version`: pushes are counted afresh.
+    pub fn begin_version(&self, version: u64) {
+        let mut p = self.pending.lock().expect("pending lock");
+        *p = Pending {
+            version,
+            ..Pending::default()
+        };
+    }
+
+    fn check_actor(&self, actor_id: u32, fingerprint: &str) -> Result<(), ServiceError> {
+        if !self
+            .actors
+            .lock()
+            .expect("actors lock")
+            .names
+            .contains_key(&actor_id)
+        {
+            return Err(ServiceError::UnknownActor(actor_id));
+        }
+        self.layout.check_fingerprint(fingerprint)?;
+        Ok(())
+    }
+
+    /// Records a push made with `version`; returns (fresh, wants_more).
+    fn note_push(&self, actor_id: u32, version: u64) -> (bool, bool) {
+        let needed = self.config.ppo.rollouts_per_update;
+        let subscribed: Vec<u32> = {
+            let actors = self.actors.lock().expect("actors lock");
+            actors.subscribed.keys().copied().collect()
+        };
+        let mut p = self.pending.lock().expect("pending lock");
+        if version != p.version {
+            return (false, false);
+        }
+        p.count += 1;
+        p.pushed_by.insert(actor_id);
+        // Other connected actors that have not delivered for this version yet will.
+        let others = subscribed
+            .iter()
+            .filter(|id| !p.pushed_by.contains(id))
+            .count();
+        (true, p.count + others < needed)
+    }
+
+    fn subscription_opened(&self, actor_id: u32) {
+        let mut actors = self.actors.lock().expect("actors lock");
+        *actors.subscribed.entry(actor_id).or_default() += 1;
+        let name = actors.names.get(&actor_id).cloned().unwrap_or_default();
+        info!(
+            actor_id,
+            name,
+            connected = actors.subscribed.len(),
+            "actor connected"
+        );
+    }
+
+    fn subscription_closed(&self, actor_id: u32) {
+        let mut actors = self.actors.lock().expect("actors lock");
+        if let Some(n) = actors.subscribed.get_mut(&actor_id) {
+            *n -= 1;
+            if *n == 0 {
+                actors.subscribed.remove(&actor_id);
+            }
+        }
+        info!(
+            actor_id,
+            connected = actors.subscribed.len(),
+            "actor disconnected"
+        );
+    }
+}
+
+/// Removes a subscription from the count when its stream ends, however it ends.
+struct SubscriptionGuard {
+    shared: Arc<Shared>,
+    actor_id: u32,
+}
+
+impl Drop for SubscriptionGuard {
+    fn drop(&mut self) {
+        self.shared.subscription_closed(self.actor_id);
+    }
+}
+
+/// The tonic service.
+#[derive(Clone)]
+pub struct ParameterService {
+    shared: Arc<Shared>,
+}
+
+impl ParameterService {
+    /// A service over `shared`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    fn register(
+        &self,
+        req: proto::RegisterRequest,
+        peer: String,
+    ) -> Result<proto::RegisterResponse, ServiceError> {
+        let s = &self.shared;
+        if req.protocol_version != PROTOCOL_VERSION as i32 {
+            return Err(ServiceError::Protocol {
+                got: req.protocol_version,
+                want: PROTOCOL_VERSION as i32,
+            });
+        }
+        if s.shutdown.is_cancelled() {
+            return Err(ServiceError::ShuttingDown);
+        }
+        let actor_id = {
+            let mut actors = s.actors.lock().expect("actors lock");
+            let id = match req.previous_actor_id {
+                Some(id) if actors.names.contains_key(&id) => id,
+                _ => {
+                    let id = actors.next_id;
+                    actors.next_id += 1;
+                    id
+                }
+            };
+            actors.names.insert(id, req.name.clone());
+            id
+        };
+        s.counters.registrations.fetch_add(1, Ordering::Relaxed);
+        info!(actor_id, name = req.name, peer, "actor registered");
+        let c = &s.config;
+        Ok(proto::RegisterResponse {
+            actor_id,
+            settings: Some(proto::RunSettings {
+                env_id: c.env_id.clone(),
+                num_envs: c.num_envs as u32,
+                n_steps: c.n_steps as u32,
+                seed: derive_seed(c.seed, streams::ACTOR_BASE + actor_id as u64),
+                algorithm: proto::Algorithm::Ppo as i32,
+                param_wait_ms: c.learner.param_wait_ms,
+            }),
+            model: Some(model_spec_to_proto(&s.spec)),
+            model_fingerprint: s.fingerprint.clone(),
+        })
+    }
+
+    fn push_rollout(&self, msg: proto::Rollout) -> Result<proto::PushAck, ServiceError> {
+        let s = &self.shared;
+        s.check_actor(msg.actor_id, &msg.model_fingerprint)?;
+        let latest = s.store.latest().version;
+        if msg.version > latest {
+            return Err(ServiceError::FutureVersion {
+                got: msg.version,
+                latest,
+            });
+        }
+        let rollout = Rollout::from_proto(&msg, s.shape).inspect_err(|e| {
+            s.counters.rollouts_rejected.fetch_add(1, Ordering::Relaxed);
+            warn!(actor_id = msg.actor_id, error = %e, "rollout refused");
+        })?;
+        match s.queue.try_send(rollout) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                s.counters.queue_full.fetch_add(1, Ordering::Relaxed);
+                return Err(ServiceError::QueueFull(s.config.learner.queue_capacity));
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(ServiceError::ShuttingDown),
+        }
+        let (fresh, wants_more) = s.note_push(msg.actor_id, msg.version);
+        Ok(proto::PushAck {
+            accepted: fresh,
+            current_version: latest,
+            wants_more,
+            reason: if fresh {
+                String::new()
+            } else {
+                format!(
+                    "stale: made with version {}, learner is at {latest}",
+                    msg.version
+                )
+            },
+        })
+    }
+}
+
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<proto::ParameterUpdate, Status>> + Send>>;
+
+fn parameters_message(
+    snapshot: &crate::param_store::Snapshot,
+    fingerprint: &str,
+) -> proto::Parameters {
+    proto::Parameters {
+        version: snapshot.version,
+        model_fingerprint: fingerprint.to_string(),
+        data: snapshot.data.clone(),
+    }
+}
+
+#[tonic::async_trait]
+impl ParameterServer for ParameterService {
+    async fn register(
+        &self,
+        request: Request<proto::RegisterRequest>,
+    ) -> Result<Response<proto::RegisterResponse>, Status> {
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        Ok(Response::new(self.register(request.into_inner(), peer)?))
+    }
+
+    async fn get_parameters(
+        &self,
+        request: Request<proto::GetParametersRequest>,
+    ) -> Result<Response<proto::GetParametersResponse>, Status> {
+        let req = request.into_inner();
+        self.shared
+            .check_actor(req.actor_id, &req.model_fingerprint)?;
+        let snap = self.shared.store.latest();
+        let parameters = (req.have_version != snap.version)
+            .then(|| parameters_message(&snap, &self.shared.fingerprint));
+        Ok(Response::new(proto::GetParametersResponse {
+            latest_version: snap.version,
+            parameters,
+        }))
+    }
+
+    type SubscribeParametersStream = UpdateStream;
+
+    async fn subscribe_parameters(
+        &self,
+        request: Request<proto::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeParametersStream>, Status> {
+        let req = request.into_inner();
+        let shared = self.shared.clone();
+        shared.check_actor(req.actor_id, &req.model_fingerprint)?;
+        shared.subscription_opened(req.actor_id);
+        let guard = SubscriptionGuard {
+            shared: shared.clone(),
+            actor_id: req.actor_id,
+        };
+        let (tx, rx) = mpsc::channel(2);
+        tokio::spawn(async move {
+            let _guard = guard;
+            let mut watch = shared.store.subscribe();
+            loop {
+                let snap = watch.borrow_and_update().clone();
+                let update = match &snap.finished {
+                    Some(reason) => proto::parameter_update::Update::Finished(proto::RunFinished {
+                        reason: reason.clone(),
+                    }),
+                    None => proto::parameter_update::Update::Parameters(parameters_message(
+                        &snap,
+                        &shared.fingerprint,
+                    )),
+                };
+                let msg = proto::ParameterUpdate {
+                    update: Some(update),
+                };
+                if tx.send(Ok(msg)).await.is_err() || snap.finished.is_some() {
+                    break; // the client left, or the run is over
+                }
+                tokio::select! {
+                    changed = watch.changed() => if changed.is_err() { break },
+                    _ = shared.shutdown.cancelled() => break,
+                    _ = tx.closed() => break,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn push_rollout(
+        &self,
+        request: Request<proto::Rollout>,
+    ) -> Result<Response<proto::PushAck>, Status> {
+        Ok(Response::new(self.push_rollout(request.into_inner())?))
+    }
+}

@@ -1,0 +1,278 @@
+//! Training progress: the periodic status line (tracing) and the `metrics.jsonl` rows, which
+//! carry the same quantities under CleanRL / Sample Factory names.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::trainer::UpdateStats;
+
+/// The last 100 finished episodes.
+#[derive(Debug, Clone, Default)]
+pub struct EpisodeWindow {
+    returns: VecDeque<f32>,
+    lengths: VecDeque<u32>,
+    /// All episodes finished so far.
+    pub total: u64,
+}
+
+impl EpisodeWindow {
+    /// Size of the window.
+    pub const SIZE: usize = 100;
+
+    /// Adds one finished episode.
+    pub fn push(&mut self, episode_return: f32, length: u32) {
+        if self.returns.len() == Self::SIZE {
+            self.returns.pop_front();
+            self.lengths.pop_front();
+        }
+        self.returns.push_back(episode_return);
+        self.lengths.push_back(length);
+        self.total += 1;
+    }
+
+    /// Mean return of the window; `None` until 100 episodes have finished, so that a lucky
+    /// first few episodes cannot end a run.
+    pub fn full_mean(&self) -> Option<f64> {
+        (self.returns.len() == Self::SIZE).then(|| self.mean().unwrap_or(0.0))
+    }
+
+    /// Mean return of what the window holds.
+    pub fn mean(&self) -> Option<f64> {
+        (!self.returns.is_empty()).then(|| {
+            self.returns.iter().map(|&r| r as f64).sum::<f64>() / self.returns.len() as f64
+        })
+    }
+
+    /// Best return in the window.
+    pub fn max(&self) -> Option<f64> {
+        self.returns.iter().map(|&r| r as f64).reduce(f64::max)
+    }
+
+    /// Mean episode length in the window.
+    pub fn mean_length(&self) -> Option<f64> {
+        (!self.lengths.is_empty()).then(|| {
+            self.lengths.iter().map(|&l| l as f64).sum::<f64>() / self.lengths.len() as f64
+        })
+    }
+}
+
+/// Policy lag (versions behind) of the rollouts seen in one interval.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LagStats {
+    min: u64,
+    max: u64,
+    sum: u64,
+    count: u64,
+}
+
+impl LagStats {
+    /// Records one rollout's lag.
+    pub fn record(&mut self, lag: u64) {
+        if self.count == 0 {
+            self.min = lag;
+            self.max = lag;
+        } else {
+            self.min = self.min.min(lag);
+            self.max = self.max.max(lag);
+        }
+        self.sum += lag;
+        self.count += 1;
+    }
+
+    fn json(&self) -> (Value, Value, Value) {
+        if self.count == 0 {
+            return (Value::Null, Value::Null, Value::Null);
+        }
+        (
+            json!(self.min),
+            json!(self.sum as f64 / self.count as f64),
+            json!(self.max),
+        )
+    }
+}
+
+/// Everything the trainer counts.
+#[derive(Debug)]
+pub struct Progress {
+    /// When training started.
+    pub started: Instant,
+    /// Environment steps received (fresh and stale rollouts).
+    pub env_steps: u64,
+    /// PPO updates done.
+    pub updates: u64,
+    /// Current parameter version.
+    pub version: u64,
+    /// Finished episodes.
+    pub episodes: EpisodeWindow,
+    /// Rollouts used in updates.
+    pub rollouts_used: u64,
+    /// Rollouts dropped because they were made with an older version (or were surplus).
+    pub rollouts_stale: u64,
+    /// The last update's statistics.
+    pub last_update: Option<UpdateStats>,
+    /// Lag in the current interval.
+    pub lag: LagStats,
+    /// Longest time the trainer waited for a batch to fill, in the current interval (s).
+    pub longest_wait_secs: f64,
+    interval_start: Instant,
+    interval_steps: u64,
+}
+
+/// What the handlers report (read at status time).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServiceView {
+    /// Actors with an open subscription.
+    pub connected_actors: usize,
+    /// Rollouts waiting in the queue.
+    pub queue_depth: usize,
+    /// Malformed rollouts refused.
+    pub rollouts_rejected: u64,
+    /// Pushes refused for a full queue.
+    pub queue_full: u64,
+}
+
+impl Progress {
+    /// Counting from now.
+    pub fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            started: now,
+            env_steps: 0,
+            updates: 0,
+            version: 1,
+            episodes: EpisodeWindow::default(),
+            rollouts_used: 0,
+            rollouts_stale: 0,
+            last_update: None,
+            lag: LagStats::default(),
+            longest_wait_secs: 0.0,
+            interval_start: now,
+            interval_steps: 0,
+        }
+    }
+
+    /// Seconds since the start.
+    pub fn elapsed_secs(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// One metrics row (and status line), closing the current interval.
+    pub fn snapshot(&mut self, service: ServiceView) -> Value {
+        let now = Instant::now();
+        let dt = now
+            .duration_since(self.interval_start)
+            .as_secs_f64()
+            .max(1e-9);
+        let sps = (self.env_steps - self.interval_steps) as f64 / dt;
+        let (lag_min, lag_avg, lag_max) = self.lag.json();
+        let u = self.last_update.unwrap_or_default();
+        let has_update = self.last_update.is_some();
+        let opt = |v: f64| {
+            if has_update && v.is_finite() {
+                json!(v)
+            } else {
+                Value::Null
+            }
+        };
+        let row = json!({
+            "time_s": self.elapsed_secs(),
+            "env_steps": self.env_steps,
+            "sps": sps,
+            "updates": self.updates,
+            "version": self.version,
+            "episodes": self.episodes.total,
+            "return_mean_100": self.episodes.mean(),
+            "return_max_100": self.episodes.max(),
+            "length_mean_100": self.episodes.mean_length(),
+            "policy_loss": opt(u.policy_loss),
+            "value_loss": opt(u.value_loss),
+            "entropy": opt(u.entropy),
+            "approx_kl": opt(u.approx_kl),
+            "clipfrac": opt(u.clipfrac),
+            "explained_variance": opt(u.explained_variance),
+            "grad_norm": opt(u.grad_norm),
+            "learning_rate": opt(u.learning_rate),
+            "version_diff_min": lag_min,
+            "version_diff_avg": lag_avg,
+            "version_diff_max": lag_max,
+            "connected_actors": service.connected_actors,
+            "queue_depth": service.queue_depth,
+            "rollouts_used": self.rollouts_used,
+            "rollouts_stale": self.rollouts_stale,
+            "rollouts_rejected": service.rollouts_rejected,
+            "queue_full": service.queue_full,
+            "longest_wait_s": self.longest_wait_secs,
+        });
+        self.interval_start = now;
+        self.interval_steps = self.env_steps;
+        self.lag = LagStats::default();
+        self.longest_wait_secs = 0.0;
+        row
+    }
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Logs a metrics row as one structured status line.
+pub fn log_status(row: &Value) {
+    let f = |k: &str| row.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    let u = |k: &str| row.get(k).and_then(Value::as_u64).unwrap_or(0);
+    tracing::info!(
+        target: "shoal::status",
+        env_steps = u("env_steps"),
+        sps = format_args!("{:.0}", f("sps")),
+        updates = u("updates"),
+        version = u("version"),
+        episodes = u("episodes"),
+        return_mean_100 = format_args!("{:.1}", f("return_mean_100")),
+        return_max_100 = format_args!("{:.1}", f("return_max_100")),
+        policy_loss = format_args!("{:.4}", f("policy_loss")),
+        value_loss = format_args!("{:.4}", f("value_loss")),
+        entropy = format_args!("{:.4}", f("entropy")),
+        approx_kl = format_args!("{:.5}", f("approx_kl")),
+        clipfrac = format_args!("{:.3}", f("clipfrac")),
+        explained_variance = format_args!("{:.3}", f("explained_variance")),
+        lag_min = format_args!("{}", row["version_diff_min"]),
+        lag_avg = format_args!("{}", row["version_diff_avg"]),
+        lag_max = format_args!("{}", row["version_diff_max"]),
+        actors = u("connected_actors"),
+        queue = u("queue_depth"),
+        stale = u("rollouts_stale"),
+        rejected = u("rollouts_rejected"),
+        "status"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_keeps_the_last_hundred() {
+        let mut w = EpisodeWindow::default();
+        for i in 0..150 {
+            w.push(i as f32, 1);
+            assert_eq!(w.full_mean().is_some(), i >= 99);
+        }
+        assert_eq!(w.total, 150);
+        // Holds 50..150: mean 99.5, max 149.
+        assert_eq!(w.mean(), Some(99.5));
+        assert_eq!(w.max(), Some(149.0));
+    }
+
+    #[test]
+    fn lag_stats() {
+        let mut lag = LagStats::default();
+        assert_eq!(lag.json().0, Value::Null);
+        for l in [0, 2, 1] {
+            lag.record(l);
+        }
+        assert_eq!(lag.json(), (json!(0), json!(1.0), json!(2)));
+    }
+}

@@ -1,0 +1,102 @@
+//! Benchmark: PPO on CartPole with a learner and 2 actor processes (`shoal train`), over 5
+//! seeds: env steps and wall-clock seconds from launch to solved (mean return ≥ 475 over the
+//! last 100 episodes), end-to-end SPS, and where the learner's time went.
+//!
+//! `cargo bench -p shoal-tests --bench ppo_cartpole` (after `cargo build --release --bins`).
+//! `SHOAL_BENCH_SEEDS=N` changes the number of seeds; `SHOAL_BENCH_JSON=FILE` also writes the
+//! per-seed results as JSON (used by scripts/bench-vs-sb3).
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use shoal_tests::{repo_root, shoal_exe, temp_dir};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn main() {
+    // `cargo bench` passes --bench; no other arguments are used.
+    let seeds: u64 = std::env::var("SHOAL_BENCH_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let exe = shoal_exe();
+    let config = repo_root().join("configs/cartpole-ppo.toml");
+    let mut rows = Vec::new();
+    println!("shoal PPO CartPole-v1, learner + 2 actor processes, device flex, {seeds} seeds");
+    println!(
+        "{:>4} {:>7} {:>9} {:>9} {:>9} {:>8} {:>7}",
+        "seed", "solved", "env_steps", "launch_s", "learner_s", "sps", "update%"
+    );
+    for seed in 1..=seeds {
+        let run_dir = temp_dir(&format!("bench-{seed}"));
+        let start = Instant::now();
+        let out = Command::new(&exe)
+            .args([
+                "train",
+                config.to_str().unwrap(),
+                "--actors",
+                "2",
+                "--json",
+                "--device",
+                "flex",
+            ])
+            .args([
+                "--seed",
+                &seed.to_string(),
+                "--run-dir",
+                run_dir.to_str().unwrap(),
+            ])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run shoal train");
+        let launch_secs = start.elapsed().as_secs_f64();
+        assert!(out.status.success(), "shoal train failed for seed {seed}");
+        let summary: Value = serde_json::from_slice(&out.stdout).expect("JSON summary on stdout");
+        let env_steps = summary["env_steps"].as_u64().unwrap();
+        let wall = summary["wall_secs"].as_f64().unwrap();
+        let update = summary["update_secs"].as_f64().unwrap();
+        let solved = summary["solved"].as_bool().unwrap();
+        let sps = env_steps as f64 / wall;
+        println!(
+            "{seed:>4} {solved:>7} {env_steps:>9} {launch_secs:>9.2} {wall:>9.2} {sps:>8.0} {:>6.0}%",
+            100.0 * update / wall
+        );
+        rows.push(json!({
+            "seed": seed, "solved": solved, "env_steps": env_steps, "launch_to_exit_s": launch_secs,
+            "learner_wall_s": wall, "update_s": update, "sps": sps,
+            "rollouts_stale": summary["rollouts_stale"],
+        }));
+        let _ = std::fs::remove_dir_all(&run_dir);
+    }
+    let col = |k: &str| {
+        rows.iter()
+            .map(|r| r[k].as_f64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let solved = rows
+        .iter()
+        .filter(|r| r["solved"].as_bool() == Some(true))
+        .count();
+    println!(
+        "median over {seeds} seeds: env_steps {:.0}, launch-to-solved {:.2} s, learner wall {:.2} s, SPS {:.0}, learner updating {:.0}% of its wall time; solved {solved}/{seeds}",
+        median(col("env_steps")),
+        median(col("launch_to_exit_s")),
+        median(col("learner_wall_s")),
+        median(col("sps")),
+        100.0 * median(col("update_s")) / median(col("learner_wall_s")),
+    );
+    if let Ok(path) = std::env::var("SHOAL_BENCH_JSON") {
+        std::fs::write(path, serde_json::to_string_pretty(&rows).unwrap()).unwrap();
+    }
+}

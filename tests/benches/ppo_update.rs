@@ -1,0 +1,93 @@
+//! Benchmark: where one PPO update's time goes on the learner (flex), measured side by side in
+//! one run: a bare forward/backward, plus global-norm clipping, plus the Adam step, and the
+//! whole `PpoTrainer::update` (20 epochs × one 256-sample minibatch, the CartPole config).
+//!
+//! `cargo bench -p shoal-tests --bench ppo_update`
+
+use std::time::Instant;
+
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Tensor, TensorData};
+use shoal_actor::policy::Policy;
+use shoal_actor::worker::Worker;
+use shoal_common::settings::ActorSettings;
+use shoal_learner::trainer::{Batch, PpoTrainer, clip_global_norm};
+use shoal_tests::cartpole_config;
+
+fn per_iter(iters: u32, mut f: impl FnMut()) -> f64 {
+    f(); // warm-up
+    let start = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    start.elapsed().as_secs_f64() / iters as f64 * 1e3
+}
+
+fn main() {
+    let config = cartpole_config();
+    let spec = shoal_learner::model_spec(&config).unwrap();
+    let initial = spec.init_params(1);
+    let settings = ActorSettings {
+        actor_id: 1,
+        env_id: config.env_id.clone(),
+        num_envs: config.num_envs,
+        n_steps: config.n_steps,
+        seed: 3,
+        param_wait_ms: 0,
+        model_fingerprint: spec.layout().fingerprint(),
+        model: spec.clone(),
+    };
+    let policy = Policy::new(&spec, &initial, 1);
+    let mut worker = Worker::new(&settings).unwrap();
+    let rollouts: Vec<_> = (0..config.ppo.rollouts_per_update)
+        .map(|_| worker.collect(&policy))
+        .collect();
+    let batch = Batch::from_rollouts(&rollouts, config.ppo.gamma, config.ppo.gae_lambda);
+    let b = batch.len();
+
+    let device = Device::flex().autodiff();
+    let mut model = spec.build(&initial, &device);
+    let obs = Tensor::<2>::from_data(
+        TensorData::new(batch.obs.clone(), [b, spec.obs_dim]),
+        &device,
+    );
+    let mut optim = AdamConfig::new().init();
+
+    let fwd_bwd = per_iter(200, || {
+        let loss = model.logits(obs.clone()).mean() + model.values(obs.clone()).mean();
+        let _ = GradientsParams::from_grads(loss.backward(), &model);
+    });
+    let with_clip = per_iter(200, || {
+        let loss = model.logits(obs.clone()).mean() + model.values(obs.clone()).mean();
+        let mut g = GradientsParams::from_grads(loss.backward(), &model);
+        let _ = clip_global_norm(&model, &mut g, 0.5);
+    });
+    let with_adam = per_iter(200, || {
+        let loss = model.logits(obs.clone()).mean() + model.values(obs.clone()).mean();
+        let mut g = GradientsParams::from_grads(loss.backward(), &model);
+        let _ = clip_global_norm(&model, &mut g, 0.5);
+        model = optim.step(1e-4, model.clone(), g);
+    });
+    let mut trainer = PpoTrainer::new(&config, spec.clone(), &initial, Device::flex(), 1);
+    let update = per_iter(20, || {
+        let _ = trainer.update(&batch, 0);
+    });
+    let steps = (config.ppo.update_epochs * config.ppo.num_minibatches) as f64;
+    println!(
+        "PPO update cost on flex, batch {b}, {} params, {steps} minibatch steps per update",
+        spec.layout().num_floats()
+    );
+    println!("  forward+backward (both nets)         {fwd_bwd:8.3} ms/step");
+    println!(
+        "  + global-norm clipping               {with_clip:8.3} ms/step  (+{:.3})",
+        with_clip - fwd_bwd
+    );
+    println!(
+        "  + Adam step                          {with_adam:8.3} ms/step  (+{:.3})",
+        with_adam - with_clip
+    );
+    println!(
+        "  full PpoTrainer::update              {update:8.3} ms/update = {:.3} ms/step (PPO loss, tensors, stats)",
+        update / steps
+    );
+}

@@ -1,0 +1,120 @@
+//! Helpers for shoal's integration tests and benchmarks: locate the built `shoal` binary,
+//! start real learners on `127.0.0.1:0`, spawn real actor processes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use shoal_common::config::RunConfig;
+use shoal_learner::{LearnerError, RunSummary};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The `shoal` binary next to this test executable (`target/<profile>/shoal`).
+///
+/// # Panics
+/// When it has not been built; the README's test command builds it first.
+pub fn shoal_exe() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> or target/<profile>/<bench>
+    let mut dir = exe.parent().expect("parent").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let shoal = dir.join(format!("shoal{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        shoal.exists(),
+        "{} is missing: build it first with `cargo build --release --workspace --bins` (scripts/test does)",
+        shoal.display()
+    );
+    shoal
+}
+
+/// The repository root (for configs).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("root")
+        .to_path_buf()
+}
+
+/// A learner running in this process.
+pub struct TestLearner {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Cancels it.
+    pub shutdown: CancellationToken,
+    /// Its result.
+    pub handle: JoinHandle<Result<RunSummary, LearnerError>>,
+}
+
+impl TestLearner {
+    /// Starts a learner for `config` on `127.0.0.1:0`, writing into `run_dir`.
+    pub async fn start(config: RunConfig, run_dir: PathBuf) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(shoal_learner::run(
+            config,
+            run_dir,
+            listener,
+            shutdown.clone(),
+        ));
+        Self {
+            addr,
+            shutdown,
+            handle,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Spawns `shoal actor --learner URL` as a separate process (killed when dropped). With
+/// `capture`, its stderr (the logs, JSON lines at debug level) is piped for the test to read.
+pub fn spawn_actor(url: &str, name: &str, capture: bool) -> Child {
+    let mut cmd = Command::new(shoal_exe());
+    if capture {
+        cmd.env("RUST_LOG", "shoal_actor=debug")
+            .args(["--log-format", "json"]);
+    }
+    cmd.args([
+        "actor",
+        "--learner",
+        url,
+        "--name",
+        name,
+        "--max-backoff-secs",
+        "0.5",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(if capture {
+        Stdio::piped()
+    } else {
+        Stdio::inherit()
+    })
+    .kill_on_drop(true)
+    .spawn()
+    .expect("spawn actor process")
+}
+
+/// A fresh directory under the system temp dir.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("shoal-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// The CartPole PPO config the README runs.
+pub fn cartpole_config() -> RunConfig {
+    RunConfig::load(&repo_root().join("configs/cartpole-ppo.toml"))
+        .expect("configs/cartpole-ppo.toml")
+}

@@ -1,0 +1,173 @@
+//! The parameter server's contract, exercised with a real tonic client against a real learner:
+//! registration, versioned parameters, and refusals with specific statuses.
+
+use shoal_common::codec::encode_f32;
+use shoal_common::config::{DeviceChoice, RunConfig};
+use shoal_common::proto::{self, parameter_server_client::ParameterServerClient};
+use shoal_common::settings::{ActorSettings, PROTOCOL_VERSION};
+use shoal_tests::{TestLearner, temp_dir};
+use tonic::Code;
+use tonic::transport::Channel;
+
+fn config() -> RunConfig {
+    RunConfig {
+        total_steps: 1_000_000,
+        learner: shoal_common::config::LearnerConfig {
+            device: DeviceChoice::Flex,
+            ..Default::default()
+        },
+        ..RunConfig::default()
+    }
+}
+
+async fn client(learner: &TestLearner) -> ParameterServerClient<Channel> {
+    ParameterServerClient::connect(learner.url()).await.unwrap()
+}
+
+async fn register(c: &mut ParameterServerClient<Channel>) -> ActorSettings {
+    let resp = c
+        .register(proto::RegisterRequest {
+            protocol_version: PROTOCOL_VERSION as i32,
+            name: "probe".into(),
+            previous_actor_id: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    ActorSettings::from_proto(&resp).unwrap()
+}
+
+#[tokio::test]
+async fn registration_and_versioned_parameters() {
+    let learner = TestLearner::start(config(), temp_dir("proto-params")).await;
+    let mut c = client(&learner).await;
+    let a = register(&mut c).await;
+    let b = register(&mut c).await;
+    assert_ne!(a.actor_id, b.actor_id);
+    assert_ne!(a.seed, b.seed, "each actor derives its own seed");
+    assert_eq!(a.env_id, "CartPole-v1");
+    assert_eq!((a.num_envs, a.n_steps), (4, 32));
+
+    let full = c
+        .get_parameters(proto::GetParametersRequest {
+            actor_id: a.actor_id,
+            model_fingerprint: a.model_fingerprint.clone(),
+            have_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(full.latest_version, 1);
+    let params = full.parameters.unwrap();
+    let values = a.model.layout().decode(&params.data).unwrap();
+    assert_eq!(values.len(), a.model.layout().num_floats());
+
+    let same = c
+        .get_parameters(proto::GetParametersRequest {
+            actor_id: a.actor_id,
+            model_fingerprint: a.model_fingerprint.clone(),
+            have_version: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(same.latest_version, 1);
+    assert!(same.parameters.is_none(), "already up to date: no payload");
+
+    // The subscription starts with the current version.
+    let mut stream = c
+        .subscribe_parameters(proto::SubscribeRequest {
+            actor_id: a.actor_id,
+            model_fingerprint: a.model_fingerprint.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    match first.update {
+        Some(proto::parameter_update::Update::Parameters(p)) => assert_eq!(p.version, 1),
+        other => panic!("unexpected {other:?}"),
+    }
+    learner.shutdown.cancel();
+    learner.handle.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn mismatches_and_bad_input_are_refused_with_specific_statuses() {
+    let learner = TestLearner::start(config(), temp_dir("proto-refusals")).await;
+    let mut c = client(&learner).await;
+    let a = register(&mut c).await;
+
+    // A mismatched model fingerprint.
+    let err = c
+        .get_parameters(proto::GetParametersRequest {
+            actor_id: a.actor_id,
+            model_fingerprint: "deadbeefdeadbeef".into(),
+            have_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message().contains("model fingerprint mismatch"),
+        "{}",
+        err.message()
+    );
+
+    // An unknown actor id.
+    let err = c
+        .subscribe_parameters(proto::SubscribeRequest {
+            actor_id: 999,
+            model_fingerprint: a.model_fingerprint.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    // Another protocol version.
+    let err = c
+        .register(proto::RegisterRequest {
+            protocol_version: 0,
+            name: "old".into(),
+            previous_actor_id: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+
+    // A rollout with a NaN reward, and one from a future version.
+    let tn = a.num_envs * a.n_steps;
+    let mut rollout = proto::Rollout {
+        actor_id: a.actor_id,
+        model_fingerprint: a.model_fingerprint.clone(),
+        version: 1,
+        n_steps: a.n_steps as u32,
+        num_envs: a.num_envs as u32,
+        observations: encode_f32(&vec![0.0; tn * 4]),
+        actions: encode_f32(&vec![0.0; tn]),
+        rewards: encode_f32(&vec![f32::NAN; tn]),
+        terminated: vec![0u8; tn].into(),
+        truncated: vec![0u8; tn].into(),
+        log_probs: encode_f32(&vec![-0.69; tn]),
+        values: encode_f32(&vec![0.0; tn]),
+        bootstrap_values: encode_f32(&vec![0.0; a.num_envs]),
+        truncation_values: encode_f32(&vec![0.0; tn]),
+        episode_returns: vec![],
+        episode_lengths: vec![],
+    };
+    let err = c.push_rollout(rollout.clone()).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("rewards"), "{}", err.message());
+    rollout.rewards = encode_f32(&vec![1.0; tn]);
+    rollout.version = 7;
+    let err = c.push_rollout(rollout.clone()).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    // The same rollout, fixed, is accepted.
+    rollout.version = 1;
+    let ack = c.push_rollout(rollout).await.unwrap().into_inner();
+    assert!(ack.accepted);
+    assert_eq!(ack.current_version, 1);
+
+    learner.shutdown.cancel();
+    learner.handle.await.unwrap().unwrap();
+}

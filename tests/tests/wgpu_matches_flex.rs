@@ -1,0 +1,86 @@
+//! One PPO update on the wgpu device (Mesa's software Vulkan driver on machines without a GPU)
+//! equals the same update on flex, within float tolerance.
+#![cfg(feature = "wgpu")]
+
+use shoal_actor::policy::Policy;
+use shoal_actor::worker::Worker;
+use shoal_common::config::{DeviceChoice, RunConfig};
+use shoal_common::model::ModelSpec;
+use shoal_common::settings::ActorSettings;
+use shoal_learner::device;
+use shoal_learner::trainer::{Batch, PpoTrainer};
+
+#[test]
+fn one_ppo_update_on_wgpu_matches_flex() {
+    let mut config = RunConfig::default();
+    config.ppo.update_epochs = 2;
+    config.ppo.num_minibatches = 2;
+    config.ppo.learning_rate = 1e-3;
+    let spec: ModelSpec = shoal_learner::model_spec(&config).unwrap();
+    let initial = spec.init_params(42);
+
+    // Real experience: two rollouts from a worker running the initial policy.
+    let settings = ActorSettings {
+        actor_id: 1,
+        env_id: config.env_id.clone(),
+        num_envs: config.num_envs,
+        n_steps: config.n_steps,
+        seed: 7,
+        param_wait_ms: 0,
+        model_fingerprint: spec.layout().fingerprint(),
+        model: spec.clone(),
+    };
+    let policy = Policy::new(&spec, &initial, 1);
+    let mut worker = Worker::new(&settings).unwrap();
+    let rollouts = vec![worker.collect(&policy), worker.collect(&policy)];
+    let batch = Batch::from_rollouts(&rollouts, config.ppo.gamma, config.ppo.gae_lambda);
+
+    let wgpu = match device::select(DeviceChoice::Wgpu) {
+        Ok(d) => d,
+        Err(e) if std::env::var_os("SHOAL_SKIP_WGPU").is_some() => {
+            eprintln!("skipping: {e} (SHOAL_SKIP_WGPU is set)");
+            return;
+        }
+        Err(e) => {
+            panic!("{e}\n(set SHOAL_SKIP_WGPU=1 to skip this test on a machine without Vulkan)")
+        }
+    };
+    eprintln!("wgpu device: {}", wgpu.description);
+    let flex = device::select(DeviceChoice::Flex).unwrap();
+
+    let mut on_flex = PpoTrainer::new(&config, spec.clone(), &initial, flex.device, 3);
+    let mut on_wgpu = PpoTrainer::new(&config, spec.clone(), &initial, wgpu.device, 3);
+    let stats_flex = on_flex.update(&batch, 0);
+    let stats_wgpu = on_wgpu.update(&batch, 0);
+
+    let after_flex = on_flex.params();
+    let after_wgpu = on_wgpu.params();
+    let moved = after_flex
+        .iter()
+        .zip(&initial)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(moved > 1e-4, "the update changed the parameters ({moved})");
+    let diff = after_flex
+        .iter()
+        .zip(&after_wgpu)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    eprintln!("max |flex - wgpu| = {diff:e} (largest parameter change {moved:e})");
+    assert!(diff < 1e-4, "parameters differ by {diff}");
+    for (name, a, b) in [
+        (
+            "policy_loss",
+            stats_flex.policy_loss,
+            stats_wgpu.policy_loss,
+        ),
+        ("value_loss", stats_flex.value_loss, stats_wgpu.value_loss),
+        ("entropy", stats_flex.entropy, stats_wgpu.entropy),
+        ("approx_kl", stats_flex.approx_kl, stats_wgpu.approx_kl),
+    ] {
+        assert!(
+            (a - b).abs() <= 1e-4 * (1.0 + a.abs()),
+            "{name}: flex {a} vs wgpu {b}"
+        );
+    }
+}
