@@ -249,7 +249,12 @@ impl RunConfig {
         if !(0.0..=1.0).contains(&p.gamma) || !(0.0..=1.0).contains(&p.gae_lambda) {
             return invalid("ppo.gamma and ppo.gae_lambda must be in [0, 1]");
         }
-        if !(p.learning_rate > 0.0) || !(p.clip_coef > 0.0) || !(p.max_grad_norm > 0.0) {
+        // Written so that NaN counts as not positive.
+        let positive = |x: f64| x > 0.0;
+        if ![p.learning_rate, p.clip_coef, p.max_grad_norm]
+            .into_iter()
+            .all(positive)
+        {
             return invalid("ppo.learning_rate, clip_coef and max_grad_norm must be positive");
         }
         if self.model.hidden.is_empty() || self.model.hidden.contains(&0) {
@@ -258,7 +263,7 @@ impl RunConfig {
         if self.learner.queue_capacity < p.rollouts_per_update {
             return invalid("learner.queue_capacity must hold at least ppo.rollouts_per_update");
         }
-        if !(self.learner.status_interval_secs > 0.0) {
+        if !positive(self.learner.status_interval_secs) {
             return invalid("learner.status_interval_secs must be positive");
         }
         Ok(())

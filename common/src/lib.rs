@@ -4,7 +4,7 @@
 //! # Layout
 //! - [`proto`]: code generated from `proto/shoal/v1/shoal.proto` (the documented contract). The
 //!   only place generated code lives; everything else converts to domain types at the boundary.
-//! - [`env`]: the [`env::Env`] trait, the registry by Gymnasium id, CartPole, [`env::VecEnv`].
+//! - [`mod@env`]: the [`env::Env`] trait, the registry by Gymnasium id, CartPole, [`env::VecEnv`].
 //! - [`model`]: the actor-critic network, its [`model::ModelSpec`] and initialisation.
 //! - [`codec`]: parameters as little-endian `f32` bytes, layouts and fingerprints.
 //! - [`rollout`]: the rollout domain type and its validation.

@@ -157,14 +157,16 @@ fn orthogonal(d_in: usize, d_out: usize, gain: f64, rng: &mut Rng) -> Vec<f32> {
         .map(|_| (0..rows).map(|_| rng.normal()).collect())
         .collect();
     for j in 0..cols {
-        for k in 0..j {
-            let dot: f64 = (0..rows).map(|r| q[j][r] * q[k][r]).sum();
-            for r in 0..rows {
-                q[j][r] -= dot * q[k][r];
+        let (done, rest) = q.split_at_mut(j);
+        let v = &mut rest[0];
+        for u in done.iter() {
+            let dot: f64 = v.iter().zip(u).map(|(a, b)| a * b).sum();
+            for (a, b) in v.iter_mut().zip(u) {
+                *a -= dot * b;
             }
         }
-        let norm = q[j].iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
-        for x in &mut q[j] {
+        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+        for x in v.iter_mut() {
             *x /= norm;
         }
     }

@@ -16,7 +16,7 @@ pub struct LearnerArgs {
     /// Run config (TOML). Without one, the documented defaults are used.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Run directory (default: runs/<UTC time>-<env id>).
+    /// Run directory (default: `runs/<UTC time>-<env id>`).
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
     /// Overrides `seed`.

@@ -303,13 +303,12 @@ fn train_loop(
                 }
                 if let (Some(target), Some(mean)) =
                     (config.target_return, progress.episodes.full_mean())
+                    && mean >= target
                 {
-                    if mean >= target {
-                        solved = true;
-                        break format!(
-                            "target_return {target} reached: mean return {mean:.1} over the last 100 episodes"
-                        );
-                    }
+                    solved = true;
+                    break format!(
+                        "target_return {target} reached: mean return {mean:.1} over the last 100 episodes"
+                    );
                 }
                 if progress.env_steps >= config.total_steps {
                     break format!("total_steps {} reached", config.total_steps);

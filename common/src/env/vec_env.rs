@@ -4,7 +4,7 @@
 use super::{Action, Env, EnvError, Space, make};
 use crate::rng::{Rng, derive_seed};
 
-/// An episode that ended during a [`VecEnv::step`].
+/// An episode that ended during a [`VecEnv::step_discrete`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FinishedEpisode {
     /// Which copy it ran in.
@@ -15,7 +15,7 @@ pub struct FinishedEpisode {
     pub length: u32,
 }
 
-/// Per-copy results of one [`VecEnv::step`], indexed by copy.
+/// Per-copy results of one [`VecEnv::step_discrete`], indexed by copy.
 #[derive(Debug, Clone, Default)]
 pub struct VecStep {
     /// Rewards, `[N]`.
