@@ -8,11 +8,8 @@ use std::time::Instant;
 
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
-use shoal_actor::policy::Policy;
-use shoal_actor::worker::Worker;
-use shoal_common::settings::ActorSettings;
-use shoal_learner::trainer::{Batch, PpoTrainer, clip_global_norm};
-use shoal_tests::cartpole_config;
+use shoal_learner::trainer::{PpoTrainer, clip_global_norm};
+use shoal_tests::{cartpole_config, collect_batch};
 
 fn per_iter(iters: u32, mut f: impl FnMut()) -> f64 {
     f(); // warm-up
@@ -27,22 +24,7 @@ fn main() {
     let config = cartpole_config();
     let spec = shoal_learner::model_spec(&config).unwrap();
     let initial = spec.init_params(1);
-    let settings = ActorSettings {
-        actor_id: 1,
-        env_id: config.env_id.clone(),
-        num_envs: config.num_envs,
-        n_steps: config.n_steps,
-        seed: 3,
-        param_wait_ms: 0,
-        model_fingerprint: spec.layout().fingerprint(),
-        model: spec.clone(),
-    };
-    let policy = Policy::new(&spec, &initial, 1);
-    let mut worker = Worker::new(&settings).unwrap();
-    let rollouts: Vec<_> = (0..config.ppo.rollouts_per_update)
-        .map(|_| worker.collect(&policy))
-        .collect();
-    let batch = Batch::from_rollouts(&rollouts, config.ppo.gamma, config.ppo.gae_lambda);
+    let batch = collect_batch(&config, &spec, &initial, 3, config.ppo.rollouts_per_update);
     let b = batch.len();
 
     let device = Device::flex().autodiff();

@@ -5,7 +5,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use shoal_actor::policy::Policy;
+use shoal_actor::worker::Worker;
 use shoal_common::config::RunConfig;
+use shoal_common::model::ModelSpec;
+use shoal_common::settings::ActorSettings;
+use shoal_learner::trainer::Batch;
 use shoal_learner::{LearnerError, RunSummary};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
@@ -117,4 +122,29 @@ pub fn temp_dir(name: &str) -> PathBuf {
 pub fn cartpole_config() -> RunConfig {
     RunConfig::load(&repo_root().join("configs/cartpole-ppo.toml"))
         .expect("configs/cartpole-ppo.toml")
+}
+
+/// A PPO batch of real experience: `rollouts` rollouts that a worker seeded with `seed` collects
+/// with `params`, flattened with the config's γ and λ.
+pub fn collect_batch(
+    config: &RunConfig,
+    spec: &ModelSpec,
+    params: &[f32],
+    seed: u64,
+    rollouts: usize,
+) -> Batch {
+    let settings = ActorSettings {
+        actor_id: 1,
+        env_id: config.env_id.clone(),
+        num_envs: config.num_envs,
+        n_steps: config.n_steps,
+        seed,
+        param_wait_ms: 0,
+        model_fingerprint: spec.layout().fingerprint(),
+        model: spec.clone(),
+    };
+    let policy = Policy::new(spec, params, 1);
+    let mut worker = Worker::new(&settings).expect("registered environment");
+    let collected: Vec<_> = (0..rollouts).map(|_| worker.collect(&policy)).collect();
+    Batch::from_rollouts(&collected, config.ppo.gamma, config.ppo.gae_lambda)
 }

@@ -2,13 +2,11 @@
 //! equals the same update on flex, within float tolerance.
 #![cfg(feature = "wgpu")]
 
-use shoal_actor::policy::Policy;
-use shoal_actor::worker::Worker;
 use shoal_common::config::{DeviceChoice, RunConfig};
 use shoal_common::model::ModelSpec;
-use shoal_common::settings::ActorSettings;
 use shoal_learner::device;
-use shoal_learner::trainer::{Batch, PpoTrainer};
+use shoal_learner::trainer::PpoTrainer;
+use shoal_tests::collect_batch;
 
 #[test]
 fn one_ppo_update_on_wgpu_matches_flex() {
@@ -20,20 +18,7 @@ fn one_ppo_update_on_wgpu_matches_flex() {
     let initial = spec.init_params(42);
 
     // Real experience: two rollouts from a worker running the initial policy.
-    let settings = ActorSettings {
-        actor_id: 1,
-        env_id: config.env_id.clone(),
-        num_envs: config.num_envs,
-        n_steps: config.n_steps,
-        seed: 7,
-        param_wait_ms: 0,
-        model_fingerprint: spec.layout().fingerprint(),
-        model: spec.clone(),
-    };
-    let policy = Policy::new(&spec, &initial, 1);
-    let mut worker = Worker::new(&settings).unwrap();
-    let rollouts = vec![worker.collect(&policy), worker.collect(&policy)];
-    let batch = Batch::from_rollouts(&rollouts, config.ppo.gamma, config.ppo.gae_lambda);
+    let batch = collect_batch(&config, &spec, &initial, 7, 2);
 
     let wgpu = match device::select(DeviceChoice::Wgpu) {
         Ok(d) => d,
