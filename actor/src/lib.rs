@@ -165,7 +165,10 @@ pub async fn run(
         };
         let outcome = async {
             let mut client = connect(&endpoint).await.map_err(|e| {
-                SessionError::Lost(Status::unavailable(format!("learner unreachable: {e}")))
+                SessionError::Lost(Status::unavailable(format!(
+                    "learner unreachable: {}",
+                    error_chain(&e)
+                )))
             })?;
             let response = client
                 .register(proto::RegisterRequest {
@@ -379,6 +382,21 @@ async fn push_with_retry(
             Err(status) => return Err(status.into()),
         }
     }
+}
+
+/// `error: cause: cause…`, so that "transport error" says what happened underneath.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // Wrapping layers often repeat their inner error's message.
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
