@@ -18,7 +18,10 @@ struct Cli {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     logging::init(cli.log_format);
-    let runtime = tokio::runtime::Runtime::new()?;
+    // An actor's async work is a handful of small RPCs: one thread serves it.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
         logging::cancel_on_signals(shutdown.clone());

@@ -67,7 +67,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", shoal::envs_table());
         return Ok(());
     }
-    let runtime = tokio::runtime::Runtime::new()?;
+    // An actor's async work is a handful of small RPCs; one thread serves it with the fewest
+    // wake-ups. The learner serves many actors beside its trainer thread.
+    let runtime = match cli.command {
+        Cmd::Actor(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        _ => tokio::runtime::Runtime::new()?,
+    };
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         logging::cancel_on_signals(shutdown.clone());

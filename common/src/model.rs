@@ -51,14 +51,15 @@ impl Activation {
     }
 }
 
-/// `tanh(x) = (e^{2x} − 1) / (e^{2x} + 1)`, with `x` clamped to ±15 (where tanh is ±1 to f32
-/// precision) so that the exponential cannot overflow.
+/// `tanh(x) = (e^{2x} − 1) / (e^{2x} + 1)`, with `x` capped at 15 (where tanh is 1 to f32
+/// precision) so that the exponential cannot overflow; towards −∞ it underflows to 0 and the
+/// result is −1, with a zero (not NaN) gradient.
 ///
 /// Same values as burn's `tanh` to within 2e-7, but about 4× faster on flex, whose `tanh` kernel
 /// took 167 µs for a 256×64 tensor against 44 µs for this (measured here); with four hidden
 /// activations per PPO minibatch that was a quarter of the learner's update time.
 pub fn fast_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let e = x.clamp(-15.0, 15.0).mul_scalar(2.0).exp();
+    let e = x.clamp_max(15.0).mul_scalar(2.0).exp();
     (e.clone().sub_scalar(1.0)) / e.add_scalar(1.0)
 }
 
@@ -349,12 +350,8 @@ mod tests {
             .chain([-1e4, 1e4])
             .collect();
         let n = xs.len();
-        let got = fast_tanh(Tensor::<1>::from_data(
-            TensorData::new(xs.clone(), [n]),
-            &Device::flex(),
-        ))
-        .into_data()
-        .convert::<f32>();
+        let x = Tensor::<1>::from_data(TensorData::new(xs.clone(), [n]), &Device::flex());
+        let got = fast_tanh(x).into_data().convert::<f32>();
         for (x, y) in xs.iter().zip(got.as_slice::<f32>().unwrap()) {
             assert!(
                 (x.tanh() - y).abs() < 1e-6,
@@ -362,6 +359,19 @@ mod tests {
                 x.tanh()
             );
         }
+        // Gradients stay finite where the exponential saturates, and equal 1 − tanh² elsewhere.
+        let device = Device::flex().autodiff();
+        let x = Tensor::<1>::from_data(TensorData::new(vec![-1e4f32, 1e4, 0.5], [3]), &device)
+            .require_grad();
+        let grads = fast_tanh(x.clone()).sum().backward();
+        let g = x.grad(&grads).unwrap().into_data().convert::<f32>();
+        let g = g.as_slice::<f32>().unwrap();
+        assert_eq!(&g[..2], &[0.0, 0.0]);
+        assert!(
+            (g[2] - (1.0 - 0.5f32.tanh().powi(2))).abs() < 1e-6,
+            "{}",
+            g[2]
+        );
     }
 
     #[test]
