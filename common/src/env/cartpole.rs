@@ -1,6 +1,6 @@
 //! `CartPole-v1`, a line-for-line port of Gymnasium's `CartPoleEnv` (Euler integrator).
 
-use super::{Action, Env, Space, Step};
+use super::{Action, Env, EnvError, Space, Step, check_state};
 use crate::rng::Rng;
 
 const GRAVITY: f64 = 9.8;
@@ -62,6 +62,13 @@ impl Env for CartPole {
             *s = rng.uniform(-0.05, 0.05);
         }
         self.write_obs(obs);
+    }
+
+    fn reset_to(&mut self, state: &[f64], obs: &mut [f32]) -> Result<(), EnvError> {
+        check_state(state, 4)?;
+        self.state.copy_from_slice(state);
+        self.write_obs(obs);
+        Ok(())
     }
 
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Step {

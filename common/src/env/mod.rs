@@ -5,10 +5,17 @@
 //! policy as `f32`, time limits applied by a [`TimeLimit`] wrapper exactly as Gymnasium's
 //! `TimeLimit` does (truncation, not termination).
 
+mod acrobot;
 mod cartpole;
+pub mod gridworld;
+mod mountain_car;
+mod pendulum;
 mod vec_env;
 
+pub use acrobot::Acrobot;
 pub use cartpole::CartPole;
+pub use mountain_car::{MountainCar, MountainCarContinuous};
+pub use pendulum::Pendulum;
 pub use vec_env::{FinishedEpisode, VecEnv, VecStep};
 
 use thiserror::Error;
@@ -89,8 +96,24 @@ pub trait Env: Send {
     /// Starts a new episode, drawing the initial state from `rng`, and writes the first
     /// observation into `obs`.
     fn reset(&mut self, rng: &mut crate::rng::Rng, obs: &mut [f32]);
+    /// Starts a new episode from a given internal state (what Gymnasium holds as
+    /// `env.unwrapped.state`) and writes its observation into `obs`: for reference trajectories
+    /// and evaluation from fixed starts.
+    fn reset_to(&mut self, state: &[f64], obs: &mut [f32]) -> Result<(), EnvError>;
     /// Advances one step and writes the next observation into `obs`.
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Step;
+}
+
+/// Checks the length of a state handed to [`Env::reset_to`].
+pub(crate) fn check_state(state: &[f64], len: usize) -> Result<(), EnvError> {
+    if state.len() == len {
+        Ok(())
+    } else {
+        Err(EnvError::State {
+            got: state.len(),
+            want: len,
+        })
+    }
 }
 
 /// Errors from the environment registry.
@@ -104,6 +127,14 @@ pub enum EnvError {
         /// Comma-separated list of registered ids.
         known: String,
     },
+    /// A state for [`Env::reset_to`] of the wrong length.
+    #[error("state has {got} values, the environment's has {want}")]
+    State {
+        /// Values given.
+        got: usize,
+        /// Values expected.
+        want: usize,
+    },
 }
 
 /// One registry entry.
@@ -116,11 +147,43 @@ pub struct EnvInfo {
     make: fn() -> Box<dyn Env>,
 }
 
-const REGISTRY: &[EnvInfo] = &[EnvInfo {
-    id: "CartPole-v1",
-    max_episode_steps: Some(500),
-    make: || Box::new(CartPole::default()),
-}];
+const REGISTRY: &[EnvInfo] = &[
+    EnvInfo {
+        id: "CartPole-v1",
+        max_episode_steps: Some(500),
+        make: || Box::new(CartPole::default()),
+    },
+    EnvInfo {
+        id: "Acrobot-v1",
+        max_episode_steps: Some(500),
+        make: || Box::new(Acrobot::default()),
+    },
+    EnvInfo {
+        id: "MountainCar-v0",
+        max_episode_steps: Some(200),
+        make: || Box::new(MountainCar::default()),
+    },
+    EnvInfo {
+        id: "MountainCarContinuous-v0",
+        max_episode_steps: Some(999),
+        make: || Box::new(MountainCarContinuous::default()),
+    },
+    EnvInfo {
+        id: "Pendulum-v1",
+        max_episode_steps: Some(200),
+        make: || Box::new(Pendulum::default()),
+    },
+    EnvInfo {
+        id: "GridWorld-3x3",
+        max_episode_steps: Some(100),
+        make: || Box::new(gridworld::GridWorld::new(gridworld::GRID_3X3)),
+    },
+    EnvInfo {
+        id: "GridWorld-4x4",
+        max_episode_steps: Some(100),
+        make: || Box::new(gridworld::GridWorld::new(gridworld::GRID_4X4)),
+    },
+];
 
 /// Every registered environment.
 pub fn registry() -> &'static [EnvInfo] {
@@ -172,6 +235,10 @@ impl Env for TimeLimit {
         self.elapsed = 0;
         self.inner.reset(rng, obs);
     }
+    fn reset_to(&mut self, state: &[f64], obs: &mut [f32]) -> Result<(), EnvError> {
+        self.elapsed = 0;
+        self.inner.reset_to(state, obs)
+    }
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Step {
         let mut step = self.inner.step(action, obs);
         self.elapsed += 1;
@@ -206,6 +273,9 @@ mod tests {
             Space::Discrete(1)
         }
         fn reset(&mut self, _rng: &mut crate::rng::Rng, _obs: &mut [f32]) {}
+        fn reset_to(&mut self, _state: &[f64], _obs: &mut [f32]) -> Result<(), EnvError> {
+            Ok(())
+        }
         fn step(&mut self, _action: Action<'_>, _obs: &mut [f32]) -> Step {
             Step {
                 reward: 1.0,
