@@ -76,10 +76,7 @@ impl Env for Acrobot {
             MAX_VEL_1 as f32 as f64,
             MAX_VEL_2 as f32 as f64,
         ];
-        Space::Box {
-            low: high.iter().map(|h| -h).collect(),
-            high,
-        }
+        Space::symmetric(high)
     }
 
     fn action_space(&self) -> Space {

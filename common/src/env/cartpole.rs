@@ -47,10 +47,7 @@ impl Env for CartPole {
             THETA_THRESHOLD_RADIANS * 2.0,
             f32::MAX as f64,
         ];
-        Space::Box {
-            low: high.iter().map(|h| -h).collect(),
-            high,
-        }
+        Space::symmetric(high)
     }
 
     fn action_space(&self) -> Space {

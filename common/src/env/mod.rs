@@ -35,6 +35,14 @@ pub enum Space {
 }
 
 impl Space {
+    /// `Box(-high, high)`.
+    pub fn symmetric(high: Vec<f64>) -> Self {
+        Space::Box {
+            low: high.iter().map(|h| -h).collect(),
+            high,
+        }
+    }
+
     /// Number of `f32` values one element of the space takes.
     pub fn flat_dim(&self) -> usize {
         match self {

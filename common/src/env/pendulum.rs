@@ -33,17 +33,11 @@ impl Pendulum {
 
 impl Env for Pendulum {
     fn observation_space(&self) -> Space {
-        Space::Box {
-            low: vec![-1.0, -1.0, -MAX_SPEED],
-            high: vec![1.0, 1.0, MAX_SPEED],
-        }
+        Space::symmetric(vec![1.0, 1.0, MAX_SPEED])
     }
 
     fn action_space(&self) -> Space {
-        Space::Box {
-            low: vec![-MAX_TORQUE],
-            high: vec![MAX_TORQUE],
-        }
+        Space::symmetric(vec![MAX_TORQUE])
     }
 
     fn reset(&mut self, rng: &mut Rng, obs: &mut [f32]) {
