@@ -86,3 +86,51 @@ async fn training_goes_on_when_an_actor_dies_mid_run() {
     assert!(summary.updates >= 10, "{summary:?}");
     assert!(survivor.wait().await.unwrap().success());
 }
+
+/// The README's main command, as a user runs it: `shoal train CONFIG --actors 2`, here with a
+/// small step budget. It exits cleanly and leaves the run directory.
+#[test]
+fn shoal_train_command_runs_and_leaves_a_run_directory() {
+    let run_dir = temp_dir("shoal-train");
+    let out = std::process::Command::new(shoal_tests::shoal_exe())
+        .current_dir(shoal_tests::repo_root())
+        .args([
+            "train",
+            "configs/cartpole-ppo.toml",
+            "--actors",
+            "2",
+            "--device",
+            "flex",
+        ])
+        .args([
+            "--total-steps",
+            "3000",
+            "--json",
+            "--run-dir",
+            run_dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["reason"], "total_steps 3000 reached");
+    assert!(summary["env_steps"].as_u64().unwrap() >= 3000);
+    assert!(summary["updates"].as_u64().unwrap() >= 10);
+    for file in [
+        "config.toml",
+        "metrics.jsonl",
+        "checkpoints/final/params.bin",
+    ] {
+        assert!(run_dir.join(file).exists(), "{file} missing");
+    }
+    // Both actors connected (the learner's logs say so).
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        logs.contains("actor-0") && logs.contains("actor-1"),
+        "{logs}"
+    );
+}
