@@ -36,12 +36,19 @@ pub fn shoal_exe() -> PathBuf {
     shoal
 }
 
-/// The repository root (for configs).
+/// The repository root (for configs and fixtures).
+///
+/// Read at run time (cargo sets `CARGO_MANIFEST_DIR` for test and bench processes): CI shares one
+/// target directory between clones at different paths, and a path compiled in could name
+/// another clone.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
-        .expect("root")
-        .to_path_buf()
+        .map(Path::to_path_buf)
+        .expect("repository root")
 }
 
 /// A learner running in this process.

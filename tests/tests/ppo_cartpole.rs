@@ -134,3 +134,21 @@ fn shoal_train_command_runs_and_leaves_a_run_directory() {
         "{logs}"
     );
 }
+
+/// Issue 3's Acrobot bar, small enough for CI: PPO with 2 actor processes reaches a mean return
+/// of −100 over the last 100 episodes within 500k steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acrobot_reaches_minus_100_within_500k_steps() {
+    let config = shoal_common::config::RunConfig::load(
+        &shoal_tests::repo_root().join("configs/acrobot-ppo.toml"),
+    )
+    .unwrap();
+    assert_eq!(config.total_steps, 500_000);
+    let learner = TestLearner::start(config, temp_dir("acrobot")).await;
+    let _actors: Vec<_> = (0..2)
+        .map(|i| spawn_actor(&learner.url(), &format!("acrobot-{i}"), false))
+        .collect();
+    let summary = learner.handle.await.unwrap().unwrap();
+    assert!(summary.solved, "{summary:?}");
+    assert!(summary.return_mean_100.unwrap() >= -100.0);
+}
