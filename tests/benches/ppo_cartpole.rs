@@ -6,11 +6,8 @@
 //! `SHOAL_BENCH_SEEDS=N` changes the number of seeds; `SHOAL_BENCH_JSON=FILE` also writes the
 //! per-seed results as JSON (used by scripts/bench-vs-sb3).
 
-use std::process::{Command, Stdio};
-use std::time::Instant;
-
-use serde_json::{Value, json};
-use shoal_tests::{repo_root, shoal_exe, temp_dir};
+use serde_json::json;
+use shoal_tests::shoal_train;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -28,8 +25,6 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
-    let exe = shoal_exe();
-    let config = repo_root().join("configs/cartpole-ppo.toml");
     let mut rows = Vec::new();
     println!("shoal PPO CartPole-v1, learner + 2 actor processes, device flex, {seeds} seeds");
     println!(
@@ -37,32 +32,7 @@ fn main() {
         "seed", "solved", "env_steps", "launch_s", "learner_s", "sps", "update%"
     );
     for seed in 1..=seeds {
-        let run_dir = temp_dir(&format!("bench-{seed}"));
-        let start = Instant::now();
-        let out = Command::new(&exe)
-            .args([
-                "train",
-                config.to_str().unwrap(),
-                "--actors",
-                "2",
-                "--json",
-                "--device",
-                "flex",
-            ])
-            .args([
-                "--seed",
-                &seed.to_string(),
-                "--run-dir",
-                run_dir.to_str().unwrap(),
-            ])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run shoal train");
-        let launch_secs = start.elapsed().as_secs_f64();
-        assert!(out.status.success(), "shoal train failed for seed {seed}");
-        let summary: Value = serde_json::from_slice(&out.stdout).expect("JSON summary on stdout");
+        let (summary, launch_secs) = shoal_train("configs/cartpole-ppo.toml", seed);
         let env_steps = summary["env_steps"].as_u64().unwrap();
         let wall = summary["wall_secs"].as_f64().unwrap();
         let update = summary["update_secs"].as_f64().unwrap();
@@ -77,7 +47,6 @@ fn main() {
             "learner_wall_s": wall, "update_s": update, "sps": sps,
             "rollouts_stale": summary["rollouts_stale"],
         }));
-        let _ = std::fs::remove_dir_all(&run_dir);
     }
     let col = |k: &str| {
         rows.iter()

@@ -160,3 +160,38 @@ pub fn collect_batch(
     let collected: Vec<_> = (0..rollouts).map(|_| worker.collect(&policy)).collect();
     Batch::from_rollouts(&collected, config.ppo.gamma, config.ppo.gae_lambda)
 }
+
+/// Runs `shoal train CONFIG --actors 2 --device flex --seed SEED --json` (config relative to the
+/// repository root) in a fresh run directory, as a user would; returns the JSON summary it prints
+/// and the wall-clock seconds from launch to exit.
+///
+/// # Panics
+/// When the run fails (its stderr is in the message).
+pub fn shoal_train(config: &str, seed: u64) -> (serde_json::Value, f64) {
+    let run_dir = temp_dir(&format!("train-{}-{seed}", config.replace('/', "_")));
+    let start = std::time::Instant::now();
+    let out = std::process::Command::new(shoal_exe())
+        .current_dir(repo_root())
+        .args([
+            "train", config, "--actors", "2", "--json", "--device", "flex",
+        ])
+        .args([
+            "--seed",
+            &seed.to_string(),
+            "--run-dir",
+            run_dir.to_str().expect("utf-8 path"),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run shoal train");
+    let secs = start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&run_dir);
+    assert!(
+        out.status.success(),
+        "shoal train {config} --seed {seed} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = serde_json::from_slice(&out.stdout).expect("JSON summary on stdout");
+    (summary, secs)
+}
