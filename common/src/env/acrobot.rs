@@ -2,7 +2,7 @@
 
 use std::f64::consts::PI;
 
-use super::{Action, Env, EnvError, Space, Step, check_state};
+use super::{Action, Env, EnvError, Space, Step, state_array};
 use crate::rng::Rng;
 
 const DT: f64 = 0.2;
@@ -92,8 +92,7 @@ impl Env for Acrobot {
     }
 
     fn reset_to(&mut self, state: &[f64], obs: &mut [f32]) -> Result<(), EnvError> {
-        check_state(state, 4)?;
-        self.state.copy_from_slice(state);
+        self.state = state_array(state)?;
         self.write_obs(obs);
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! `CartPole-v1`, a line-for-line port of Gymnasium's `CartPoleEnv` (Euler integrator).
 
-use super::{Action, Env, EnvError, Space, Step, check_state};
+use super::{Action, Env, EnvError, Space, Step, state_array};
 use crate::rng::Rng;
 
 const GRAVITY: f64 = 9.8;
@@ -62,8 +62,7 @@ impl Env for CartPole {
     }
 
     fn reset_to(&mut self, state: &[f64], obs: &mut [f32]) -> Result<(), EnvError> {
-        check_state(state, 4)?;
-        self.state.copy_from_slice(state);
+        self.state = state_array(state)?;
         self.write_obs(obs);
         Ok(())
     }

@@ -5,7 +5,7 @@
 //! both ending the episode; every other transition gives 0. Observations are one-hot vectors of
 //! the state.
 
-use super::{Action, Env, EnvError, Space, Step, check_state};
+use super::{Action, Env, EnvError, Space, Step, state_array};
 use crate::rng::Rng;
 
 /// A gridworld's layout.
@@ -160,9 +160,9 @@ impl Env for GridWorld {
     }
 
     fn reset_to(&mut self, state: &[f64], obs: &mut [f32]) -> Result<(), EnvError> {
-        check_state(state, 1)?;
-        let s = state[0] as usize;
-        if state[0].fract() != 0.0 || s < 1 || s > self.spec.num_states() {
+        let [value] = state_array(state)?;
+        let s = value as usize;
+        if value.fract() != 0.0 || s < 1 || s > self.spec.num_states() {
             return Err(EnvError::State {
                 got: s,
                 want: self.spec.num_states(),

@@ -112,16 +112,12 @@ pub trait Env: Send {
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Step;
 }
 
-/// Checks the length of a state handed to [`Env::reset_to`].
-pub(crate) fn check_state(state: &[f64], len: usize) -> Result<(), EnvError> {
-    if state.len() == len {
-        Ok(())
-    } else {
-        Err(EnvError::State {
-            got: state.len(),
-            want: len,
-        })
-    }
+/// A state handed to [`Env::reset_to`] as an array of the environment's state size.
+pub(crate) fn state_array<const N: usize>(state: &[f64]) -> Result<[f64; N], EnvError> {
+    state.try_into().map_err(|_| EnvError::State {
+        got: state.len(),
+        want: N,
+    })
 }
 
 /// Errors from the environment registry.

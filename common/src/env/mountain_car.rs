@@ -5,7 +5,7 @@
 //! its arithmetic switches between `f32` and `f64` from step to step; [`Num`] follows NumPy 2's
 //! promotion rules (NEP 50) so that the results match Gymnasium to the bit.
 
-use super::{Action, Env, EnvError, Space, Step, check_state};
+use super::{Action, Env, EnvError, Space, Step, state_array};
 use crate::rng::Rng;
 
 const MIN_POSITION: f64 = -1.2;
@@ -42,8 +42,7 @@ impl Env for MountainCar {
     }
 
     fn reset_to(&mut self, state: &[f64], obs: &mut [f32]) -> Result<(), EnvError> {
-        check_state(state, 2)?;
-        self.state = [state[0], state[1]];
+        self.state = state_array(state)?;
         write_obs(self.state, obs);
         Ok(())
     }
@@ -182,8 +181,7 @@ impl Env for MountainCarContinuous {
     }
 
     fn reset_to(&mut self, state: &[f64], obs: &mut [f32]) -> Result<(), EnvError> {
-        check_state(state, 2)?;
-        self.state = [Num::F64(state[0]), Num::F64(state[1])];
+        self.state = state_array(state)?.map(Num::F64);
         self.write_obs(obs);
         Ok(())
     }

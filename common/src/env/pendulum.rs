@@ -2,7 +2,7 @@
 
 use std::f64::consts::PI;
 
-use super::{Action, Env, EnvError, Space, Step, check_state};
+use super::{Action, Env, EnvError, Space, Step, state_array};
 use crate::rng::Rng;
 
 const MAX_SPEED: f64 = 8.0;
@@ -46,8 +46,7 @@ impl Env for Pendulum {
     }
 
     fn reset_to(&mut self, state: &[f64], obs: &mut [f32]) -> Result<(), EnvError> {
-        check_state(state, 2)?;
-        self.state = [state[0], state[1]];
+        self.state = state_array(state)?;
         self.write_obs(obs);
         Ok(())
     }
