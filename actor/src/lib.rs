@@ -127,6 +127,14 @@ async fn connect(endpoint: &Endpoint) -> Result<Client, tonic::transport::Error>
         .max_encoding_message_size(shoal_common::MAX_MESSAGE_BYTES))
 }
 
+/// The runtime an actor process runs on: its async work is a handful of small RPCs, and one
+/// thread serves them with the fewest wake-ups.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
 /// Runs an actor until the learner ends the run or `shutdown` is cancelled. Keeps retrying
 /// while the learner is unreachable.
 pub async fn run(
@@ -140,8 +148,8 @@ pub async fn run(
         })?
         .connect_timeout(Duration::from_secs(3))
         .tcp_nodelay(true)
-        .initial_stream_window_size(Some(8 * 1024 * 1024))
-        .initial_connection_window_size(Some(16 * 1024 * 1024))
+        .initial_stream_window_size(Some(shoal_common::HTTP2_WINDOW_BYTES))
+        .initial_connection_window_size(Some(2 * shoal_common::HTTP2_WINDOW_BYTES))
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(20));
     let jitter_seed = std::process::id() as u64
@@ -320,8 +328,8 @@ async fn session(
             }
             continue;
         };
-        // Collected inline on this runtime thread: a CartPole rollout takes under a millisecond
-        // (the ppo_update benchmark), and the subscription task runs on the other worker.
+        // Collected inline: a CartPole rollout takes under a millisecond (the ppo_update
+        // benchmark); parameter updates that arrive meanwhile wait in the stream until the push.
         let rollout = worker.collect(&current);
         let version = current.version();
         policy = Some(current);

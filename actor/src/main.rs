@@ -18,10 +18,7 @@ struct Cli {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     logging::init(cli.log_format);
-    // An actor's async work is a handful of small RPCs: one thread serves it.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = shoal_actor::runtime()?;
     runtime.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
         logging::cancel_on_signals(shutdown.clone());

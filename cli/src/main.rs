@@ -67,12 +67,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", shoal::envs_table());
         return Ok(());
     }
-    // An actor's async work is a handful of small RPCs; one thread serves it with the fewest
-    // wake-ups. The learner serves many actors beside its trainer thread.
     let runtime = match cli.command {
-        Cmd::Actor(_) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?,
+        Cmd::Actor(_) => shoal_actor::runtime()?,
         _ => tokio::runtime::Runtime::new()?,
     };
     runtime.block_on(async move {

@@ -31,3 +31,8 @@ pub mod proto {
 /// Largest gRPC message either side accepts or sends: 256 MiB, room for ~64M `f32` parameters
 /// (tonic's default of 4 MiB would cap models at ~1M parameters).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// HTTP/2 flow-control window per stream on both ends (connections get twice this). hyper's
+/// default is 64 KiB, less than two parameter versions of a 10k-parameter model, so a version
+/// could wait for a window update before it reached an actor.
+pub const HTTP2_WINDOW_BYTES: u32 = 8 * 1024 * 1024;

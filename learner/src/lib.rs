@@ -52,11 +52,6 @@ use crate::service::{ParameterService, Shared};
 use crate::status::{Progress, ServiceView, log_status};
 use crate::trainer::{Batch, PpoTrainer};
 
-/// HTTP/2 flow-control window per stream (the connection gets twice this). hyper's default is
-/// 64 KiB, less than two parameter versions of a 10k-parameter model, so a version could wait for
-/// a window update before it reached an actor.
-const WINDOW_BYTES: u32 = 8 * 1024 * 1024;
-
 /// Why the learner could not run.
 #[derive(Debug, Error)]
 pub enum LearnerError {
@@ -197,8 +192,8 @@ pub async fn run(
     let server_shutdown = shutdown.clone();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
-            .initial_stream_window_size(Some(WINDOW_BYTES))
-            .initial_connection_window_size(Some(2 * WINDOW_BYTES))
+            .initial_stream_window_size(Some(shoal_common::HTTP2_WINDOW_BYTES))
+            .initial_connection_window_size(Some(2 * shoal_common::HTTP2_WINDOW_BYTES))
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .add_service(service)
             // The builder's TCP settings do not reach a listener we bring; without NODELAY, a
