@@ -29,6 +29,7 @@ use tracing::{debug, info, warn};
 
 use shoal_common::codec::CodecError;
 use shoal_common::env::EnvError;
+use shoal_common::normalize::{NormStats, NormStatsError, Normalizer};
 use shoal_common::proto::{self, parameter_server_client::ParameterServerClient};
 use shoal_common::settings::{ActorSettings, PROTOCOL_VERSION, SettingsError};
 
@@ -56,6 +57,9 @@ pub enum ActorError {
     /// Parameters from the learner do not fit the model.
     #[error(transparent)]
     Params(#[from] CodecError),
+    /// Normalisation statistics from the learner are unusable.
+    #[error("learner sent unusable parameters: {0}")]
+    NormStats(#[from] NormStatsError),
     /// The learner refused this actor for good.
     #[error("learner refused the actor: {0}")]
     Refused(String),
@@ -113,7 +117,7 @@ impl From<Status> for SessionError {
 #[derive(Debug, Clone)]
 enum Latest {
     Nothing,
-    Params(u64, Bytes),
+    Params(u64, Bytes, Option<proto::NormStats>),
     Finished(String),
     Lost(Status),
 }
@@ -282,7 +286,7 @@ async fn session(
             let latest = match stream.message().await {
                 Ok(Some(proto::ParameterUpdate {
                     update: Some(proto::parameter_update::Update::Parameters(p)),
-                })) => Latest::Params(p.version, p.data),
+                })) => Latest::Params(p.version, p.data, p.normalization),
                 Ok(Some(proto::ParameterUpdate {
                     update: Some(proto::parameter_update::Update::Finished(f)),
                 })) => Latest::Finished(f.reason),
@@ -306,13 +310,16 @@ async fn session(
         // Adopt the newest version, if any.
         let latest = rx.borrow_and_update().clone();
         match latest {
-            Latest::Params(version, data)
+            Latest::Params(version, data, stats)
                 if policy.as_ref().is_none_or(|p| p.version() < version) =>
             {
                 let params = layout
                     .decode(&data)
                     .map_err(|e| SessionError::Fatal(e.into()))?;
-                policy = Some(Policy::new(&settings.model, &params, version));
+                let stats = NormStats::from_proto(stats.as_ref(), settings.model.obs_dim)
+                    .map_err(|e| SessionError::Fatal(e.into()))?;
+                let normalizer = Normalizer::new(settings.normalize, &stats);
+                policy = Some(Policy::new(&settings.model, &params, version, normalizer));
                 debug!(version, "parameters loaded");
             }
             Latest::Finished(reason) => return Ok(SessionEnd::Finished(reason)),
@@ -334,7 +341,18 @@ async fn session(
         let version = current.version();
         policy = Some(current);
         let msg = rollout.to_proto(&settings.model_fingerprint);
-        let ack = push_with_retry(client, msg, shutdown).await?;
+        let ack = match push_with_retry(client, msg, shutdown).await {
+            Ok(ack) => ack,
+            // A learner that ends the run tells its subscribers and then closes every
+            // connection; a push in flight can fail first. The stream says which it was.
+            Err(SessionError::Lost(status)) => {
+                return match run_finished(&mut rx, FINISH_GRACE).await {
+                    Some(reason) => Ok(SessionEnd::Finished(reason)),
+                    None => Err(SessionError::Lost(status)),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         let Some(ack) = ack else {
             return Ok(SessionEnd::Cancelled);
         };
@@ -351,7 +369,7 @@ async fn session(
         }
         // Wait (bounded) for a version newer than the one just used, or the end.
         let newer = rx.wait_for(|latest| match latest {
-            Latest::Params(v, _) => *v > version,
+            Latest::Params(v, ..) => *v > version,
             Latest::Nothing => false,
             Latest::Finished(_) | Latest::Lost(_) => true,
         });
@@ -359,6 +377,22 @@ async fn session(
             _ = tokio::time::timeout(param_wait, newer) => {}
             _ = shutdown.cancelled() => return Ok(SessionEnd::Cancelled),
         }
+    }
+}
+
+/// How long an actor whose push failed waits for the parameter stream to say whether the run
+/// ended.
+const FINISH_GRACE: Duration = Duration::from_secs(2);
+
+/// The run's end reason if the parameter stream reports it within `within`.
+async fn run_finished(rx: &mut watch::Receiver<Latest>, within: Duration) -> Option<String> {
+    let ended = rx.wait_for(|l| matches!(l, Latest::Finished(_) | Latest::Lost(_)));
+    match tokio::time::timeout(within, ended).await {
+        Ok(Ok(latest)) => match &*latest {
+            Latest::Finished(reason) => Some(reason.clone()),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

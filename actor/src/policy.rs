@@ -1,15 +1,17 @@
 //! The actor's local copy of the policy: a detached, non-autodiff network on flex, used for
-//! batched inference (one forward per step for all environment copies).
+//! batched inference (one forward per step for all environment copies), together with the
+//! observation/reward normalisation of its version.
 
 use burn::tensor::{Device, Tensor, TensorData, Transaction};
-use shoal_common::model::{ActorCritic, ModelSpec};
+use shoal_common::model::{ActionHead, ActorCritic, LN_SQRT_2PI, ModelSpec};
+use shoal_common::normalize::Normalizer;
 use shoal_common::rng::Rng;
 
 /// Actions chosen for one batch of observations.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Act {
-    /// Sampled action per copy.
-    pub actions: Vec<usize>,
+    /// Sampled actions, `[N]` indices (categorical) or `[N, A]` unclipped vectors (Gaussian).
+    pub actions: Vec<f32>,
     /// log π(a | s) of the sampled actions.
     pub log_probs: Vec<f32>,
     /// V(s).
@@ -21,7 +23,10 @@ pub struct Policy {
     model: ActorCritic,
     version: u64,
     obs_dim: usize,
-    num_actions: usize,
+    head: ActionHead,
+    /// Gaussian policies: the log standard deviation, read once per version.
+    log_std: Vec<f32>,
+    normalizer: Normalizer,
     device: Device,
 }
 
@@ -32,14 +37,22 @@ fn read(data: TensorData) -> Vec<f32> {
 }
 
 impl Policy {
-    /// Builds version `version` from flat parameters (already decoded and checked).
-    pub fn new(spec: &ModelSpec, params: &[f32], version: u64) -> Self {
+    /// Builds version `version` from flat parameters (already decoded and checked) and the
+    /// normalisation that goes with them.
+    pub fn new(spec: &ModelSpec, params: &[f32], version: u64, normalizer: Normalizer) -> Self {
         let device = Device::flex();
+        let model = spec.build(params, &device);
+        let log_std = model
+            .log_std()
+            .map(|t| read(t.into_data()))
+            .unwrap_or_default();
         Self {
-            model: spec.build(params, &device),
+            model,
             version,
             obs_dim: spec.obs_dim,
-            num_actions: spec.num_actions,
+            head: spec.action,
+            log_std,
+            normalizer,
             device,
         }
     }
@@ -47,6 +60,16 @@ impl Policy {
     /// The parameter version.
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// The action distribution.
+    pub fn head(&self) -> ActionHead {
+        self.head
+    }
+
+    /// How this version's inputs and rewards are normalised.
+    pub fn normalizer(&self) -> &Normalizer {
+        &self.normalizer
     }
 
     fn obs_tensor(&self, obs: &[f32]) -> Tensor<2> {
@@ -57,41 +80,63 @@ impl Policy {
         )
     }
 
-    /// Samples an action for each of the `obs.len() / O` observations.
+    /// Samples an action for each of the `obs.len() / O` (normalised) observations.
     pub fn act(&self, obs: &[f32], rng: &mut Rng) -> Act {
         let x = self.obs_tensor(obs);
-        let [logits, values] = Transaction::default()
+        let [out, values] = Transaction::default()
             .register(self.model.logits(x.clone()))
             .register(self.model.values(x))
             .execute()
             .try_into()
             .expect("two tensors read");
-        let logits = read(logits);
-        let values = read(values);
-        let a = self.num_actions;
-        let mut out = Act {
-            values,
+        let out = read(out);
+        let mut act = Act {
+            values: read(values),
             ..Act::default()
         };
-        let mut probs = vec![0f32; a];
-        for row in logits.chunks_exact(a) {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0f64;
-            for (p, &l) in probs.iter_mut().zip(row) {
-                *p = (l - max).exp();
-                sum += *p as f64;
-            }
-            let action = rng.categorical(&probs);
-            let log_prob = (row[action] - max) as f64 - sum.ln();
-            out.actions.push(action);
-            out.log_probs.push(log_prob as f32);
+        match self.head {
+            ActionHead::Categorical(a) => sample_categorical(&out, a, rng, &mut act),
+            ActionHead::Gaussian(_) => sample_gaussian(&out, &self.log_std, rng, &mut act),
         }
-        out
+        act
     }
 
-    /// V(s) for each observation.
+    /// V(s) for each (normalised) observation.
     pub fn values(&self, obs: &[f32]) -> Vec<f32> {
         read(self.model.values(self.obs_tensor(obs)).into_data())
+    }
+}
+
+/// One action per row of `logits` (`[N, A]`) from the softmax, with its log-probability.
+fn sample_categorical(logits: &[f32], a: usize, rng: &mut Rng, act: &mut Act) {
+    let mut probs = vec![0f32; a];
+    for row in logits.chunks_exact(a) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0f64;
+        for (p, &l) in probs.iter_mut().zip(row) {
+            *p = (l - max).exp();
+            sum += *p as f64;
+        }
+        let action = rng.categorical(&probs);
+        let log_prob = (row[action] - max) as f64 - sum.ln();
+        act.actions.push(action as f32);
+        act.log_probs.push(log_prob as f32);
+    }
+}
+
+/// One action per row of `mean` (`[N, A]`): `a = μ + σ·ε` with `ε ~ N(0, I)`, and
+/// `log π(a) = Σ_j (−ε_j²/2 − log σ_j − ln √(2π))`. The sample is not clipped here.
+fn sample_gaussian(mean: &[f32], log_std: &[f32], rng: &mut Rng, act: &mut Act) {
+    let a = log_std.len();
+    for row in mean.chunks_exact(a) {
+        let mut log_prob = 0.0f64;
+        for (&mu, &ls) in row.iter().zip(log_std) {
+            let eps = rng.normal();
+            act.actions
+                .push((mu as f64 + (ls as f64).exp() * eps) as f32);
+            log_prob += -0.5 * eps * eps - ls as f64 - LN_SQRT_2PI;
+        }
+        act.log_probs.push(log_prob as f32);
     }
 }
 
@@ -100,11 +145,15 @@ mod tests {
     use super::*;
     use shoal_common::model::Activation;
 
+    fn off(obs_dim: usize) -> Normalizer {
+        Normalizer::off(obs_dim)
+    }
+
     #[test]
     fn sampled_log_probs_match_the_softmax() {
         let spec = ModelSpec {
             obs_dim: 4,
-            num_actions: 2,
+            action: ActionHead::Categorical(2),
             hidden: vec![16],
             activation: Activation::Tanh,
         };
@@ -113,7 +162,7 @@ mod tests {
         for p in &mut params {
             *p *= 3.0;
         }
-        let policy = Policy::new(&spec, &params, 4);
+        let policy = Policy::new(&spec, &params, 4, off(4));
         let obs = [0.1f32, -0.2, 0.3, 0.05, 1.0, 0.5, -0.5, 0.0];
         let mut rng = Rng::new(0);
         let act = policy.act(&obs, &mut rng);
@@ -124,8 +173,58 @@ mod tests {
         for i in 0..2 {
             let row = &logits[i * 2..i * 2 + 2];
             let lse = (row[0].exp() + row[1].exp()).ln();
-            let want = row[act.actions[i]] - lse;
+            let want = row[act.actions[i] as usize] - lse;
             assert!((act.log_probs[i] - want).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn gaussian_samples_follow_mean_and_log_std_with_their_density() {
+        let spec = ModelSpec {
+            obs_dim: 3,
+            action: ActionHead::Gaussian(2),
+            hidden: vec![8],
+            activation: Activation::Tanh,
+        };
+        let mut params = spec.init_params(2);
+        let n = params.len();
+        params[n - 2..].copy_from_slice(&[-1.0, 0.5]);
+        let policy = Policy::new(&spec, &params, 1, off(3));
+        let obs: Vec<f32> = std::iter::repeat_n([0.3f32, -0.1, 0.7], 4000)
+            .flatten()
+            .collect();
+        let act = policy.act(&obs, &mut Rng::new(5));
+        let mean = read(
+            policy
+                .model
+                .logits(policy.obs_tensor(&obs[..3]))
+                .into_data(),
+        );
+        for j in 0..2 {
+            let xs: Vec<f64> = act.actions[j..]
+                .iter()
+                .step_by(2)
+                .map(|&x| x as f64)
+                .collect();
+            let m = xs.iter().sum::<f64>() / xs.len() as f64;
+            let sd = (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / xs.len() as f64).sqrt();
+            let want_sd = [-1.0f64, 0.5][j].exp();
+            assert!(
+                (m - mean[j] as f64).abs() < 0.1 * want_sd,
+                "mean {m} vs {}",
+                mean[j]
+            );
+            assert!((sd / want_sd - 1.0).abs() < 0.05, "sd {sd} vs {want_sd}");
+        }
+        // The reported log-probability is the density of the sampled vector.
+        for i in 0..3 {
+            let mut want = 0.0f64;
+            for j in 0..2 {
+                let ls = [-1.0f64, 0.5][j];
+                let z = (act.actions[i * 2 + j] as f64 - mean[j] as f64) / ls.exp();
+                want += -0.5 * z * z - ls - LN_SQRT_2PI;
+            }
+            assert!((act.log_probs[i] as f64 - want).abs() < 1e-4);
         }
     }
 }

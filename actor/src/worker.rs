@@ -1,6 +1,8 @@
 //! Rollout collection: the PPO actor's inner loop, free of networking.
 
-use shoal_common::env::{EnvError, Space, VecEnv, VecStep};
+use shoal_common::env::{EnvError, VecEnv, VecStep};
+use shoal_common::model::ActionHead;
+use shoal_common::normalize::NormStats;
 use shoal_common::rng::{Rng, derive_seed};
 use shoal_common::rollout::{Rollout, RolloutShape};
 use shoal_common::settings::ActorSettings;
@@ -14,27 +16,35 @@ pub struct Worker {
     shape: RolloutShape,
     actor_id: u32,
     step: VecStep,
+    /// Discount of the running returns whose spread scales rewards.
+    gamma: f64,
+    /// Running discounted return per copy (reset when its episode ends).
+    discounted: Vec<f64>,
+    /// Scratch: the normalised observations of one step.
+    obs: Vec<f32>,
+    /// Scratch: categorical actions as indices.
+    indices: Vec<usize>,
 }
 
 impl Worker {
     /// Environments and sampler for `settings` (seeded from the actor's seed).
     pub fn new(settings: &ActorSettings) -> Result<Self, EnvError> {
         let venv = VecEnv::new(&settings.env_id, settings.num_envs, settings.seed)?;
-        let num_actions = match venv.action_space() {
-            Space::Discrete(n) => *n,
-            Space::Box { .. } => 0,
-        };
         Ok(Self {
             shape: RolloutShape {
                 n_steps: settings.n_steps,
                 num_envs: settings.num_envs,
                 obs_dim: venv.obs_dim(),
-                num_actions,
+                action: settings.model.action,
             },
             rng: Rng::new(derive_seed(settings.seed, u64::MAX)),
             actor_id: settings.actor_id,
+            gamma: settings.normalize.gamma,
+            discounted: vec![0.0; settings.num_envs],
             venv,
             step: VecStep::default(),
+            obs: Vec::new(),
+            indices: Vec::new(),
         })
     }
 
@@ -43,21 +53,23 @@ impl Worker {
         self.actor_id = actor_id;
     }
 
-    /// Runs `n_steps` steps in every copy with `policy`.
+    /// Runs `n_steps` steps in every copy with `policy`, normalising what the learner trains on
+    /// with the policy version's statistics and measuring the raw data for the next ones.
     pub fn collect(&mut self, policy: &Policy) -> Rollout {
         let RolloutShape {
             n_steps: t_len,
             num_envs: n,
             obs_dim: o,
-            ..
+            action: head,
         } = self.shape;
+        let norm = policy.normalizer();
         let tn = t_len * n;
         let mut r = Rollout {
             actor_id: self.actor_id,
             version: policy.version(),
             shape: self.shape,
             obs: Vec::with_capacity(tn * o),
-            actions: Vec::with_capacity(tn),
+            actions: Vec::with_capacity(tn * head.action_width()),
             rewards: Vec::with_capacity(tn),
             terminated: Vec::with_capacity(tn),
             truncated: Vec::with_capacity(tn),
@@ -67,24 +79,48 @@ impl Worker {
             truncation_values: vec![0.0; tn],
             episode_returns: Vec::new(),
             episode_lengths: Vec::new(),
+            moments: NormStats::new(o),
         };
         for t in 0..t_len {
-            r.obs.extend_from_slice(self.venv.observations());
-            let act = policy.act(self.venv.observations(), &mut self.rng);
-            self.venv.step_discrete(&act.actions, &mut self.step);
-            r.actions.extend(act.actions.iter().map(|&a| a as u32));
+            let raw = self.venv.observations();
+            for row in raw.chunks_exact(o) {
+                r.moments.observations.push(row);
+            }
+            self.obs.clear();
+            self.obs.extend_from_slice(raw);
+            norm.observations(&mut self.obs);
+            r.obs.extend_from_slice(&self.obs);
+            let act = policy.act(&self.obs, &mut self.rng);
+            match head {
+                ActionHead::Categorical(_) => {
+                    self.indices.clear();
+                    self.indices.extend(act.actions.iter().map(|&a| a as usize));
+                    self.venv.step_discrete(&self.indices, &mut self.step);
+                }
+                ActionHead::Gaussian(_) => self.venv.step_continuous(&act.actions, &mut self.step),
+            }
+            r.actions.extend(&act.actions);
             r.log_probs.extend(&act.log_probs);
             r.values.extend(&act.values);
-            r.rewards.extend(&self.step.rewards);
+            for i in 0..n {
+                let reward = self.step.rewards[i];
+                self.discounted[i] = self.discounted[i] * self.gamma + reward as f64;
+                r.moments.returns.push(&[self.discounted[i] as f32]);
+                if self.step.terminated[i] || self.step.truncated[i] {
+                    self.discounted[i] = 0.0;
+                }
+                r.rewards.push(norm.reward(reward));
+            }
             r.terminated.extend(&self.step.terminated);
             r.truncated.extend(&self.step.truncated);
             // Truncated episodes bootstrap from their final observation: one batched forward.
             let cut: Vec<usize> = (0..n).filter(|&i| self.step.truncated[i]).collect();
             if !cut.is_empty() {
-                let finals: Vec<f32> = cut
+                let mut finals: Vec<f32> = cut
                     .iter()
                     .flat_map(|&i| self.step.final_obs[i * o..(i + 1) * o].iter().copied())
                     .collect();
+                norm.observations(&mut finals);
                 for (&i, v) in cut.iter().zip(policy.values(&finals)) {
                     r.truncation_values[t * n + i] = v;
                 }
@@ -94,7 +130,10 @@ impl Worker {
                 r.episode_lengths.push(ep.length);
             }
         }
-        r.bootstrap_values = policy.values(self.venv.observations());
+        self.obs.clear();
+        self.obs.extend_from_slice(self.venv.observations());
+        norm.observations(&mut self.obs);
+        r.bootstrap_values = policy.values(&self.obs);
         r
     }
 }
@@ -103,12 +142,13 @@ impl Worker {
 mod tests {
     use super::*;
     use shoal_common::model::{Activation, ModelSpec};
+    use shoal_common::normalize::{NormalizeSettings, Normalizer};
     use shoal_common::rollout::Rollout as R;
 
     fn settings() -> ActorSettings {
         let model = ModelSpec {
             obs_dim: 4,
-            num_actions: 2,
+            action: ActionHead::Categorical(2),
             hidden: vec![8],
             activation: Activation::Tanh,
         };
@@ -119,6 +159,7 @@ mod tests {
             n_steps: 40,
             seed: 5,
             param_wait_ms: 10,
+            normalize: NormalizeSettings::off(),
             model_fingerprint: model.layout().fingerprint(),
             model,
         }
@@ -127,7 +168,8 @@ mod tests {
     #[test]
     fn rollouts_are_consistent_valid_and_reproducible() {
         let s = settings();
-        let policy = Policy::new(&s.model, &s.model.init_params(1), 7);
+        let off = Normalizer::new(s.normalize, &NormStats::new(4));
+        let policy = Policy::new(&s.model, &s.model.init_params(1), 7, off);
         let mut a = Worker::new(&s).unwrap();
         let mut b = Worker::new(&s).unwrap();
         let ra = a.collect(&policy);
@@ -141,5 +183,62 @@ mod tests {
         assert_eq!(R::from_proto(&ra.to_proto("x"), ra.shape).unwrap(), ra);
         // The next rollout continues the episodes (different data).
         assert_ne!(a.collect(&policy).obs, ra.obs);
+    }
+
+    #[test]
+    fn pendulum_rollouts_use_the_version_statistics_and_report_raw_moments() {
+        let mut s = settings();
+        s.env_id = "Pendulum-v1".into();
+        s.num_envs = 2;
+        s.n_steps = 200;
+        s.model = ModelSpec {
+            obs_dim: 3,
+            action: ActionHead::Gaussian(1),
+            hidden: vec![8],
+            activation: Activation::Tanh,
+        };
+        s.model_fingerprint = s.model.layout().fingerprint();
+        s.normalize = NormalizeSettings {
+            observations: true,
+            rewards: true,
+            clip_observations: 100.0,
+            clip_rewards: 100.0,
+            gamma: 0.9,
+            epsilon: 1e-8,
+        };
+        // Observation mean (0.5, 0.5, 2), variance (0.25, 0.25, 4); return variance 100.
+        let mut stats = NormStats::new(3);
+        stats.observations.push(&[0.0, 0.0, 0.0]);
+        stats.observations.push(&[1.0, 1.0, 4.0]);
+        stats.returns.push(&[-10.0]);
+        stats.returns.push(&[10.0]);
+        let (mean, sd) = ([0.5f64, 0.5, 2.0], [0.5f64, 0.5, 2.0]);
+        let norm = Normalizer::new(s.normalize, &stats);
+        let policy = Policy::new(&s.model, &s.model.init_params(3), 1, norm);
+        let r = Worker::new(&s).unwrap().collect(&policy);
+        assert_eq!(R::from_proto(&r.to_proto("x"), r.shape).unwrap(), r);
+        // The observations sent are the raw ones normalised: undoing the normalisation gives
+        // back data whose moments are those reported.
+        let mut raw = NormStats::new(3);
+        for row in r.obs.chunks(3) {
+            let x: Vec<f32> = (0..3)
+                .map(|d| (row[d] as f64 * sd[d] + mean[d]) as f32)
+                .collect();
+            raw.observations.push(&x);
+        }
+        assert_eq!(r.moments.observations.count, 400.0);
+        for d in 0..3 {
+            assert!((raw.observations.mean[d] - r.moments.observations.mean[d]).abs() < 1e-4);
+        }
+        // Rewards are divided by 10; the raw episode returns add up to ten times their sum
+        // (both episodes last exactly the 200 steps of the rollout).
+        assert_eq!(r.episode_returns.len(), 2);
+        for i in 0..2 {
+            let scaled: f64 = (0..200).map(|t| r.rewards[t * 2 + i] as f64).sum();
+            assert!((scaled * 10.0 - r.episode_returns[i] as f64).abs() < 1e-2);
+        }
+        assert_eq!(r.moments.returns.count, 400.0);
+        // Actions are recorded unclipped: a unit-variance Gaussian leaves [-2, 2] sometimes.
+        assert!(r.actions.iter().any(|a| a.abs() > 2.0));
     }
 }

@@ -70,8 +70,39 @@ pub struct RunConfig {
     pub ppo: PpoConfig,
     /// Network shape.
     pub model: ModelConfig,
+    /// Observation normalisation and reward scaling.
+    pub normalize: NormalizeConfig,
     /// Learner process settings.
     pub learner: LearnerConfig,
+}
+
+/// Observation normalisation and reward scaling, as Stable-Baselines3's `VecNormalize`, with
+/// statistics merged across all actors by the learner and shipped with each parameter version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NormalizeConfig {
+    /// Normalise observations to zero mean and unit variance.
+    pub observations: bool,
+    /// Divide rewards by the standard deviation of the discounted return (discount `ppo.gamma`).
+    pub rewards: bool,
+    /// Clip normalised observations to `±clip_observations`.
+    pub clip_observations: f64,
+    /// Clip scaled rewards to `±clip_rewards`.
+    pub clip_rewards: f64,
+    /// Added to variances before the square root.
+    pub epsilon: f64,
+}
+
+impl Default for NormalizeConfig {
+    fn default() -> Self {
+        Self {
+            observations: false,
+            rewards: false,
+            clip_observations: 10.0,
+            clip_rewards: 10.0,
+            epsilon: 1e-8,
+        }
+    }
 }
 
 /// PPO hyperparameters (names as in CleanRL).
@@ -158,6 +189,7 @@ impl Default for RunConfig {
             target_return: None,
             ppo: PpoConfig::default(),
             model: ModelConfig::default(),
+            normalize: NormalizeConfig::default(),
             learner: LearnerConfig::default(),
         }
     }
@@ -205,6 +237,18 @@ impl Default for LearnerConfig {
 }
 
 impl RunConfig {
+    /// The normalisation actors apply (reward discount from `ppo.gamma`).
+    pub fn normalize_settings(&self) -> crate::normalize::NormalizeSettings {
+        crate::normalize::NormalizeSettings {
+            observations: self.normalize.observations,
+            rewards: self.normalize.rewards,
+            clip_observations: self.normalize.clip_observations as f32,
+            clip_rewards: self.normalize.clip_rewards as f32,
+            gamma: self.ppo.gamma,
+            epsilon: self.normalize.epsilon,
+        }
+    }
+
     /// Parses TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self, ConfigError> {
         let config: RunConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
@@ -259,6 +303,15 @@ impl RunConfig {
         }
         if self.model.hidden.is_empty() || self.model.hidden.contains(&0) {
             return invalid("model.hidden needs at least one non-zero layer width");
+        }
+        let n = &self.normalize;
+        if ![n.clip_observations, n.clip_rewards, n.epsilon]
+            .into_iter()
+            .all(positive)
+        {
+            return invalid(
+                "normalize.clip_observations, clip_rewards and epsilon must be positive",
+            );
         }
         if self.learner.queue_capacity < p.rollouts_per_update {
             return invalid("learner.queue_capacity must hold at least ppo.rollouts_per_update");

@@ -8,6 +8,8 @@
 //! - [`model`]: the actor-critic network, its [`model::ModelSpec`] and initialisation.
 //! - [`codec`]: parameters as little-endian `f32` bytes, layouts and fingerprints.
 //! - [`rollout`]: the rollout domain type and its validation.
+//! - [`normalize`]: observation/return statistics, their merge, and the normalisation actors
+//!   apply.
 //! - [`settings`]: what an actor receives at registration, as domain types.
 //! - [`config`]: the run configuration (TOML).
 //! - [`rng`]: deterministic randomness and seed derivation.
@@ -18,6 +20,7 @@ pub mod config;
 pub mod env;
 pub mod logging;
 pub mod model;
+pub mod normalize;
 pub mod rng;
 pub mod rollout;
 pub mod settings;

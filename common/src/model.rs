@@ -63,13 +63,44 @@ pub fn fast_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     (e.clone().sub_scalar(1.0)) / e.add_scalar(1.0)
 }
 
+/// `ln √(2π)`, the constant of the Gaussian log-density.
+pub const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
+
+/// The policy's action distribution, chosen from the environment's action space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionHead {
+    /// `Discrete(n)`: a categorical distribution over `n` actions; the policy outputs logits.
+    Categorical(usize),
+    /// `Box` of this many dimensions: a diagonal Gaussian whose mean the policy outputs and
+    /// whose log standard deviation is a state-independent parameter (`log_std`).
+    Gaussian(usize),
+}
+
+impl ActionHead {
+    /// Width of the policy network's output layer.
+    pub fn outputs(self) -> usize {
+        match self {
+            ActionHead::Categorical(n) | ActionHead::Gaussian(n) => n,
+        }
+    }
+
+    /// `f32` values one action takes in a rollout: the index for categorical actions, the
+    /// vector for Gaussian ones.
+    pub fn action_width(self) -> usize {
+        match self {
+            ActionHead::Categorical(_) => 1,
+            ActionHead::Gaussian(n) => n,
+        }
+    }
+}
+
 /// Everything needed to build the network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelSpec {
     /// Observation size.
     pub obs_dim: usize,
-    /// Number of discrete actions.
-    pub num_actions: usize,
+    /// The action distribution.
+    pub action: ActionHead,
     /// Hidden layer widths (the actor and the critic each get their own stack).
     pub hidden: Vec<usize>,
     /// Hidden-layer non-linearity.
@@ -87,7 +118,7 @@ impl ModelSpec {
     /// The parameter layout of the network this spec builds, in transfer order.
     pub fn layout(&self) -> ParamLayout {
         let mut entries = Vec::new();
-        for (head, out) in [("actor", self.num_actions), ("critic", 1)] {
+        for (head, out) in [("actor", self.action.outputs()), ("critic", 1)] {
             for (i, (d_in, d_out)) in self.stack(out).into_iter().enumerate() {
                 entries.push(ParamEntry::new(
                     format!("{head}.layers.{i}.weight"),
@@ -99,16 +130,20 @@ impl ModelSpec {
                 ));
             }
         }
+        if let ActionHead::Gaussian(dim) = self.action {
+            entries.push(ParamEntry::new("log_std".to_string(), vec![dim]));
+        }
         ParamLayout::new(entries)
     }
 
     /// Initial parameters drawn from `seed`: orthogonal weights with gain √2 in hidden layers,
     /// 0.01 on the policy output and 1 on the value output, zero biases (the PPO
-    /// implementation details of Huang et al. 2022, as in Stable-Baselines3).
+    /// implementation details of Huang et al. 2022, as in Stable-Baselines3); a Gaussian
+    /// policy's `log_std` starts at 0 (standard deviation 1), as in Stable-Baselines3 and CleanRL.
     pub fn init_params(&self, seed: u64) -> Vec<f32> {
         let mut rng = Rng::new(seed);
         let mut flat = Vec::with_capacity(self.layout().num_floats());
-        for (out, out_gain) in [(self.num_actions, 0.01), (1, 1.0)] {
+        for (out, out_gain) in [(self.action.outputs(), 0.01), (1, 1.0)] {
             let layers = self.stack(out);
             let last = layers.len() - 1;
             for (i, (d_in, d_out)) in layers.into_iter().enumerate() {
@@ -120,6 +155,9 @@ impl ModelSpec {
                 flat.extend(orthogonal(d_in, d_out, gain, &mut rng));
                 flat.extend(std::iter::repeat_n(0.0, d_out));
             }
+        }
+        if let ActionHead::Gaussian(dim) = self.action {
+            flat.extend(std::iter::repeat_n(0.0, dim));
         }
         flat
     }
@@ -154,9 +192,19 @@ impl ModelSpec {
                 .collect(),
             activation: self.activation,
         };
-        let actor = mlp(self.num_actions);
+        let actor = mlp(self.action.outputs());
         let critic = mlp(1);
-        ActorCritic { actor, critic }
+        let log_std = match self.action {
+            ActionHead::Categorical(_) => None,
+            ActionHead::Gaussian(dim) => {
+                Some(Param::from_data(TensorData::new(take(dim), [dim]), device))
+            }
+        };
+        ActorCritic {
+            actor,
+            critic,
+            log_std,
+        }
     }
 }
 
@@ -220,16 +268,24 @@ impl Mlp {
 /// Separate policy and value networks (no shared trunk), as Stable-Baselines3's `MlpPolicy`.
 #[derive(Module, Debug)]
 pub struct ActorCritic {
-    /// Policy network: observation → action logits.
+    /// Policy network: observation → action logits (categorical) or mean (Gaussian).
     pub actor: Mlp,
     /// Value network: observation → state value.
     pub critic: Mlp,
+    /// Gaussian policies: the state-independent log standard deviation, `[A]`.
+    pub log_std: Option<Param<Tensor<1>>>,
 }
 
 impl ActorCritic {
-    /// Action logits `[B, A]`.
+    /// The policy head's output `[B, A]`: logits for a categorical policy, the mean for a
+    /// Gaussian one.
     pub fn logits(&self, obs: Tensor<2>) -> Tensor<2> {
         self.actor.forward(obs)
+    }
+
+    /// A Gaussian policy's log standard deviation `[A]` (`None` for a categorical policy).
+    pub fn log_std(&self) -> Option<Tensor<1>> {
+        self.log_std.as_ref().map(|p| p.val())
     }
 
     /// State values `[B]`.
@@ -303,7 +359,7 @@ mod tests {
     fn spec() -> ModelSpec {
         ModelSpec {
             obs_dim: 4,
-            num_actions: 2,
+            action: ActionHead::Categorical(2),
             hidden: vec![64, 64],
             activation: Activation::Tanh,
         }
@@ -320,6 +376,30 @@ mod tests {
             spec.layout().num_floats(),
             2 * (4 * 64 + 64 + 64 * 64 + 64) + 64 * 2 + 2 + 65
         );
+    }
+
+    #[test]
+    fn gaussian_spec_adds_a_log_std_parameter_last() {
+        let spec = ModelSpec {
+            obs_dim: 3,
+            action: ActionHead::Gaussian(2),
+            hidden: vec![8],
+            activation: Activation::Tanh,
+        };
+        let flat = spec.init_params(1);
+        let model = spec.build(&flat, &Device::flex());
+        assert_eq!(model.layout(), spec.layout());
+        let last = spec.layout().entries().last().unwrap().clone();
+        assert_eq!((last.path.as_str(), last.shape), ("log_std", vec![2]));
+        assert_eq!(&flat[flat.len() - 2..], &[0.0, 0.0]);
+        assert_eq!(model.to_flat(), flat);
+        assert_eq!(model.log_std().unwrap().dims(), [2]);
+        let categorical = ModelSpec {
+            action: ActionHead::Categorical(2),
+            ..spec
+        };
+        let model = categorical.build(&categorical.init_params(1), &Device::flex());
+        assert!(model.log_std().is_none());
     }
 
     #[test]

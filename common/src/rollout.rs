@@ -6,6 +6,8 @@
 use thiserror::Error;
 
 use crate::codec::{decode_f32, encode_f32};
+use crate::model::ActionHead;
+use crate::normalize::{NormStats, NormStatsError};
 use crate::proto;
 
 /// What the learner expects a rollout to look like.
@@ -17,8 +19,8 @@ pub struct RolloutShape {
     pub num_envs: usize,
     /// O.
     pub obs_dim: usize,
-    /// Number of discrete actions.
-    pub num_actions: usize,
+    /// The action distribution (the width of an action and which values are valid).
+    pub action: ActionHead,
 }
 
 /// A rollout in host memory (all arrays row-major `[T, N, ...]`).
@@ -32,8 +34,8 @@ pub struct Rollout {
     pub shape: RolloutShape,
     /// `[T, N, O]`.
     pub obs: Vec<f32>,
-    /// `[T, N]` discrete action indices.
-    pub actions: Vec<u32>,
+    /// `[T, N]` action indices (categorical) or `[T, N, A]` unclipped actions (Gaussian).
+    pub actions: Vec<f32>,
     /// `[T, N]`.
     pub rewards: Vec<f32>,
     /// `[T, N]`.
@@ -52,6 +54,8 @@ pub struct Rollout {
     pub episode_returns: Vec<f32>,
     /// Lengths of episodes finished in this rollout.
     pub episode_lengths: Vec<u32>,
+    /// Statistics of the raw observations and running discounted returns seen.
+    pub moments: NormStats,
 }
 
 /// Why a rollout from the network was refused.
@@ -108,6 +112,9 @@ pub enum RolloutError {
     /// Episode statistics are inconsistent.
     #[error("rollout episode statistics are inconsistent: {0}")]
     Episodes(String),
+    /// The observation/return statistics are unusable.
+    #[error("rollout {0}")]
+    Moments(#[from] NormStatsError),
 }
 
 fn floats(field: &'static str, data: &[u8], len: usize) -> Result<Vec<f32>, RolloutError> {
@@ -158,17 +165,17 @@ impl Rollout {
             });
         }
         let tn = t * n;
-        let actions_f = floats("actions", &msg.actions, tn)?;
-        let mut actions = Vec::with_capacity(tn);
-        for (index, &value) in actions_f.iter().enumerate() {
-            if value < 0.0 || value.fract() != 0.0 || value as usize >= shape.num_actions {
-                return Err(RolloutError::Action {
-                    value,
-                    index,
-                    num_actions: shape.num_actions,
-                });
-            }
-            actions.push(value as u32);
+        let actions = floats("actions", &msg.actions, tn * shape.action.action_width())?;
+        if let ActionHead::Categorical(num_actions) = shape.action
+            && let Some(index) = actions
+                .iter()
+                .position(|&a| a < 0.0 || a.fract() != 0.0 || a as usize >= num_actions)
+        {
+            return Err(RolloutError::Action {
+                value: actions[index],
+                index,
+                num_actions,
+            });
         }
         let terminated = flags("terminated", &msg.terminated, tn)?;
         let truncated = flags("truncated", &msg.truncated, tn)?;
@@ -210,13 +217,13 @@ impl Rollout {
             truncation_values: floats("truncation_values", &msg.truncation_values, tn)?,
             episode_returns,
             episode_lengths,
+            moments: NormStats::from_proto(msg.moments.as_ref(), shape.obs_dim)?,
         })
     }
 
     /// The wire form.
     pub fn to_proto(&self, model_fingerprint: &str) -> proto::Rollout {
         let to_bytes = |v: &[bool]| v.iter().map(|&b| b as u8).collect::<Vec<u8>>().into();
-        let actions: Vec<f32> = self.actions.iter().map(|&a| a as f32).collect();
         proto::Rollout {
             actor_id: self.actor_id,
             model_fingerprint: model_fingerprint.to_string(),
@@ -224,7 +231,7 @@ impl Rollout {
             n_steps: self.shape.n_steps as u32,
             num_envs: self.shape.num_envs as u32,
             observations: encode_f32(&self.obs),
-            actions: encode_f32(&actions),
+            actions: encode_f32(&self.actions),
             rewards: encode_f32(&self.rewards),
             terminated: to_bytes(&self.terminated),
             truncated: to_bytes(&self.truncated),
@@ -234,6 +241,7 @@ impl Rollout {
             truncation_values: encode_f32(&self.truncation_values),
             episode_returns: self.episode_returns.clone(),
             episode_lengths: self.episode_lengths.clone(),
+            moments: Some(self.moments.to_proto()),
         }
     }
 }
@@ -247,14 +255,14 @@ mod tests {
             n_steps: 2,
             num_envs: 2,
             obs_dim: 3,
-            num_actions: 2,
+            action: ActionHead::Categorical(2),
         };
         Rollout {
             actor_id: 4,
             version: 9,
             shape,
             obs: (0..12).map(|i| i as f32).collect(),
-            actions: vec![0, 1, 1, 0],
+            actions: vec![0.0, 1.0, 1.0, 0.0],
             rewards: vec![1.0; 4],
             terminated: vec![false, true, false, false],
             truncated: vec![false, false, false, true],
@@ -264,6 +272,12 @@ mod tests {
             truncation_values: vec![0.0, 0.0, 0.0, 3.0],
             episode_returns: vec![2.0, 7.0],
             episode_lengths: vec![2, 7],
+            moments: {
+                let mut m = NormStats::new(3);
+                m.observations.push(&[1.0, 2.0, 3.0]);
+                m.returns.push(&[1.0]);
+                m
+            },
         }
     }
 
@@ -307,11 +321,45 @@ mod tests {
             Err(RolloutError::Dimensions { .. })
         ));
         let mut msg = r.to_proto("fp");
+        msg.moments = None;
+        assert!(matches!(
+            Rollout::from_proto(&msg, r.shape),
+            Err(RolloutError::Moments(NormStatsError::Missing(_)))
+        ));
+        let mut msg = r.to_proto("fp");
         msg.episode_returns.pop();
         msg.episode_lengths.pop();
         assert!(matches!(
             Rollout::from_proto(&msg, r.shape),
             Err(RolloutError::Episodes(_))
+        ));
+    }
+
+    #[test]
+    fn gaussian_actions_are_vectors_of_any_finite_value() {
+        let mut r = sample();
+        r.shape.action = ActionHead::Gaussian(2);
+        // [T, N, A]: unclipped samples may leave the space's bounds.
+        r.actions = vec![0.5, -3.0, 2.5, 0.0, 1.0, 1.0, -0.25, 7.0];
+        assert_eq!(Rollout::from_proto(&r.to_proto("fp"), r.shape).unwrap(), r);
+        let mut msg = r.to_proto("fp");
+        msg.actions = encode_f32(&r.actions[..4]);
+        assert!(matches!(
+            Rollout::from_proto(&msg, r.shape),
+            Err(RolloutError::Length {
+                field: "actions",
+                ..
+            })
+        ));
+        let mut bad = r.actions.clone();
+        bad[5] = f32::NAN;
+        msg.actions = encode_f32(&bad);
+        assert!(matches!(
+            Rollout::from_proto(&msg, r.shape),
+            Err(RolloutError::NotFinite {
+                field: "actions",
+                index: 5
+            })
         ));
     }
 }

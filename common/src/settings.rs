@@ -3,11 +3,12 @@
 use thiserror::Error;
 
 use crate::codec::{ParamEntry, ParamLayout};
-use crate::model::{Activation, ModelSpec};
+use crate::model::{ActionHead, Activation, ModelSpec};
+use crate::normalize::NormalizeSettings;
 use crate::proto;
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: proto::ProtocolVersion = proto::ProtocolVersion::ProtocolVersion1;
+pub const PROTOCOL_VERSION: proto::ProtocolVersion = proto::ProtocolVersion::ProtocolVersion2;
 
 /// Everything an actor needs to run, from [`proto::RegisterResponse`].
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +25,8 @@ pub struct ActorSettings {
     pub seed: u64,
     /// How long to wait for a newer version after a push (ms).
     pub param_wait_ms: u32,
+    /// How observations and rewards are normalised.
+    pub normalize: NormalizeSettings,
     /// The network to build.
     pub model: ModelSpec,
     /// The learner's layout fingerprint.
@@ -41,11 +44,48 @@ pub enum SettingsError {
     Fingerprint(#[from] crate::codec::CodecError),
 }
 
+/// The wire form of normalisation settings.
+pub fn normalize_to_proto(n: &NormalizeSettings) -> proto::Normalization {
+    proto::Normalization {
+        observations: n.observations,
+        rewards: n.rewards,
+        clip_observations: n.clip_observations,
+        clip_rewards: n.clip_rewards,
+        gamma: n.gamma,
+        epsilon: n.epsilon,
+    }
+}
+
+fn normalize_from_proto(n: Option<&proto::Normalization>) -> Result<NormalizeSettings, String> {
+    let n = n.ok_or("no normalisation settings")?;
+    let positive = |x: f64| x > 0.0;
+    if !(positive(n.clip_observations as f64)
+        && positive(n.clip_rewards as f64)
+        && positive(n.epsilon)
+        && (0.0..=1.0).contains(&n.gamma))
+    {
+        return Err("normalisation settings out of range".into());
+    }
+    Ok(NormalizeSettings {
+        observations: n.observations,
+        rewards: n.rewards,
+        clip_observations: n.clip_observations,
+        clip_rewards: n.clip_rewards,
+        gamma: n.gamma,
+        epsilon: n.epsilon,
+    })
+}
+
 /// The wire form of a model spec (with its layout for documentation).
 pub fn model_spec_to_proto(spec: &ModelSpec) -> proto::ModelSpec {
+    let distribution = match spec.action {
+        ActionHead::Categorical(_) => proto::ActionDistribution::Categorical,
+        ActionHead::Gaussian(_) => proto::ActionDistribution::Gaussian,
+    };
     proto::ModelSpec {
         obs_dim: spec.obs_dim as u32,
-        num_actions: spec.num_actions as u32,
+        num_actions: spec.action.outputs() as u32,
+        action_distribution: distribution as i32,
         hidden: spec.hidden.iter().map(|&h| h as u32).collect(),
         activation: spec.activation.name().to_string(),
         params: spec
@@ -75,9 +115,21 @@ impl ActorSettings {
         if s.num_envs == 0 || s.n_steps == 0 {
             return Err(invalid("num_envs and n_steps must be positive"));
         }
+        let n = m.num_actions as usize;
+        let action = match proto::ActionDistribution::try_from(m.action_distribution) {
+            Ok(proto::ActionDistribution::Categorical) => ActionHead::Categorical(n),
+            Ok(proto::ActionDistribution::Gaussian) => ActionHead::Gaussian(n),
+            _ => {
+                return Err(invalid(&format!(
+                    "unknown action distribution {}",
+                    m.action_distribution
+                )));
+            }
+        };
+        let normalize = normalize_from_proto(s.normalization.as_ref()).map_err(|m| invalid(&m))?;
         let model = ModelSpec {
             obs_dim: m.obs_dim as usize,
-            num_actions: m.num_actions as usize,
+            action,
             hidden: m.hidden.iter().map(|&h| h as usize).collect(),
             activation,
         };
@@ -102,6 +154,7 @@ impl ActorSettings {
             n_steps: s.n_steps as usize,
             seed: s.seed,
             param_wait_ms: s.param_wait_ms,
+            normalize,
             model,
             model_fingerprint: msg.model_fingerprint.clone(),
         })
@@ -115,7 +168,7 @@ mod tests {
     fn response() -> proto::RegisterResponse {
         let spec = ModelSpec {
             obs_dim: 4,
-            num_actions: 2,
+            action: ActionHead::Categorical(2),
             hidden: vec![8],
             activation: Activation::Relu,
         };
@@ -128,6 +181,7 @@ mod tests {
                 seed: 11,
                 algorithm: proto::Algorithm::Ppo as i32,
                 param_wait_ms: 100,
+                normalization: Some(normalize_to_proto(&NormalizeSettings::off())),
             }),
             model_fingerprint: spec.layout().fingerprint(),
             model: Some(model_spec_to_proto(&spec)),
@@ -139,6 +193,33 @@ mod tests {
         let s = ActorSettings::from_proto(&response()).unwrap();
         assert_eq!(s.model.hidden, vec![8]);
         assert_eq!(s.actor_id, 3);
+        assert_eq!(s.normalize, NormalizeSettings::off());
+    }
+
+    #[test]
+    fn gaussian_spec_round_trips_and_distribution_is_checked() {
+        let spec = ModelSpec {
+            obs_dim: 3,
+            action: ActionHead::Gaussian(1),
+            hidden: vec![8],
+            activation: Activation::Tanh,
+        };
+        let mut msg = response();
+        msg.model = Some(model_spec_to_proto(&spec));
+        msg.model_fingerprint = spec.layout().fingerprint();
+        assert_eq!(ActorSettings::from_proto(&msg).unwrap().model, spec);
+        // The same widths read as categorical build another layout (no log_std): refused.
+        msg.model.as_mut().unwrap().action_distribution =
+            proto::ActionDistribution::Categorical as i32;
+        assert!(matches!(
+            ActorSettings::from_proto(&msg),
+            Err(SettingsError::Fingerprint(_))
+        ));
+        msg.model.as_mut().unwrap().action_distribution = 0;
+        assert!(matches!(
+            ActorSettings::from_proto(&msg),
+            Err(SettingsError::Invalid(_))
+        ));
     }
 
     #[test]

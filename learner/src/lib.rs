@@ -41,7 +41,8 @@ use tracing::{info, warn};
 use shoal_common::codec::encode_f32;
 use shoal_common::config::{ConfigError, RunConfig};
 use shoal_common::env::{self, Space};
-use shoal_common::model::ModelSpec;
+use shoal_common::model::{ActionHead, ModelSpec};
+use shoal_common::normalize::NormStats;
 use shoal_common::proto::parameter_server_server::ParameterServerServer;
 use shoal_common::rng::{derive_seed, streams};
 use shoal_common::rollout::Rollout;
@@ -115,18 +116,22 @@ pub struct RunSummary {
 /// The model spec a config's environment needs.
 pub fn model_spec(config: &RunConfig) -> Result<ModelSpec, LearnerError> {
     let env = env::make(&config.env_id).map_err(ConfigError::from)?;
-    let num_actions = match env.action_space() {
-        Space::Discrete(n) => n,
+    let action = match env.action_space() {
+        Space::Discrete(n) => ActionHead::Categorical(n),
+        // Sampled actions are clipped to the bounds before they reach the environment.
+        Space::Box { low, high } if low.iter().chain(&high).all(|b| b.is_finite()) => {
+            ActionHead::Gaussian(low.len())
+        }
         other => {
             return Err(LearnerError::Unsupported {
                 env_id: config.env_id.clone(),
-                what: format!("action space {other}"),
+                what: format!("action space {other} (unbounded)"),
             });
         }
     };
     Ok(ModelSpec {
         obs_dim: env.observation_space().flat_dim(),
-        num_actions,
+        action,
         hidden: config.model.hidden.clone(),
         activation: config.model.activation,
     })
@@ -146,7 +151,7 @@ pub async fn run(
     info!(device = %selected.description, "training device chosen");
     let dir = RunDir::create(&run_dir, &config)?;
     let initial = spec.init_params(derive_seed(config.seed, streams::MODEL_INIT));
-    let store = ParamStore::new(encode_f32(&initial));
+    let store = ParamStore::new(encode_f32(&initial), NormStats::new(spec.obs_dim));
     let (tx, rx) = crossbeam_channel::bounded(config.learner.queue_capacity);
     let shared = Arc::new(Shared::new(
         config.clone(),
@@ -265,6 +270,9 @@ fn train_loop(
     let mut waiting_since = Instant::now();
     let mut solved = false;
     let mut update_secs = 0.0;
+    // The statistics of every rollout trained on; each version ships them as they were when it
+    // was published.
+    let mut normalization = (*shared.store.latest().normalization).clone();
     let reason = loop {
         if shutdown.is_cancelled() {
             break "shutdown requested".to_string();
@@ -287,6 +295,7 @@ fn train_loop(
                     .lag
                     .record(progress.version.saturating_sub(rollout.version));
                 if rollout.version == progress.version && batch.len() < needed {
+                    normalization.merge(&rollout.moments);
                     batch.push(rollout);
                 } else {
                     progress.rollouts_stale += 1;
@@ -307,7 +316,9 @@ fn train_loop(
                     progress.last_update = Some(stats);
                     let next_version = progress.version + 1;
                     shared.begin_version(next_version);
-                    progress.version = shared.store.publish(encode_f32(&trainer.params()));
+                    progress.version = shared
+                        .store
+                        .publish(encode_f32(&trainer.params()), normalization.clone());
                     debug_assert_eq!(progress.version, next_version);
                     tracing::debug!(version = progress.version, "published");
                     update_secs += update_start.elapsed().as_secs_f64();
@@ -348,9 +359,14 @@ fn train_loop(
         episodes: progress.episodes.total,
     };
     let params = trainer.params();
-    let checkpoint = dir.write_checkpoint("final", &shared.layout, &params, counters, |p| {
-        trainer.save_optimizer(p)
-    })?;
+    let checkpoint = dir.write_checkpoint(
+        "final",
+        &shared.layout,
+        &params,
+        &normalization,
+        counters,
+        |p| trainer.save_optimizer(p),
+    )?;
     let summary = RunSummary {
         reason,
         solved,

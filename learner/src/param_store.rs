@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use shoal_common::normalize::NormStats;
 use tokio::sync::watch;
 
 /// One immutable version.
@@ -14,6 +15,8 @@ pub struct Snapshot {
     pub version: u64,
     /// Little-endian `f32` parameters in layout order.
     pub data: Bytes,
+    /// The run's observation and return statistics as of this version.
+    pub normalization: Arc<NormStats>,
     /// Set once the run has ended, with the reason.
     pub finished: Option<String>,
 }
@@ -25,11 +28,12 @@ pub struct ParamStore {
 }
 
 impl ParamStore {
-    /// A store holding `initial` as version 1.
-    pub fn new(initial: Bytes) -> Self {
+    /// A store holding `initial` parameters and statistics as version 1.
+    pub fn new(initial: Bytes, normalization: NormStats) -> Self {
         let (tx, _rx) = watch::channel(Arc::new(Snapshot {
             version: 1,
             data: initial,
+            normalization: Arc::new(normalization),
             finished: None,
         }));
         Self { tx: Arc::new(tx) }
@@ -40,14 +44,16 @@ impl ParamStore {
         self.tx.borrow().clone()
     }
 
-    /// Publishes `data` as the next version and returns its number.
-    pub fn publish(&self, data: Bytes) -> u64 {
+    /// Publishes `data` with `normalization` as the next version and returns its number.
+    pub fn publish(&self, data: Bytes, normalization: NormStats) -> u64 {
         let mut version = 0;
+        let normalization = Arc::new(normalization);
         self.tx.send_modify(|snap| {
             version = snap.version + 1;
             *snap = Arc::new(Snapshot {
                 version,
                 data,
+                normalization,
                 finished: None,
             });
         });

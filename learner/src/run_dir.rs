@@ -5,6 +5,8 @@
 //!   config.toml          the run config as used (defaults filled in)
 //!   metrics.jsonl        one JSON object per status interval
 //!   checkpoints/final/   params.bin (LE f32, layout order), optimizer.bpk, checkpoint.json
+//!                        (counters, layout, and the observation/return normalisation
+//!                        statistics)
 //! ```
 
 use std::fs::{self, File, OpenOptions};
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use shoal_common::codec::{ParamLayout, encode_f32};
 use shoal_common::config::RunConfig;
+use shoal_common::normalize::NormStats;
 
 use crate::LearnerError;
 
@@ -81,6 +84,7 @@ impl RunDir {
         name: &str,
         layout: &ParamLayout,
         params: &[f32],
+        normalization: &NormStats,
         counters: CheckpointCounters,
         save_optimizer: impl FnOnce(&Path) -> Result<(), String>,
     ) -> Result<PathBuf, LearnerError> {
@@ -100,6 +104,7 @@ impl RunDir {
             "updates": counters.updates,
             "episodes": counters.episodes,
             "model_fingerprint": layout.fingerprint(),
+            "normalization": normalization,
             "params": layout.entries().iter().map(|e| json!({"path": e.path, "shape": e.shape})).collect::<Vec<_>>(),
         });
         let meta_path = tmp.join("checkpoint.json");

@@ -23,7 +23,7 @@ use shoal_common::model::ModelSpec;
 use shoal_common::proto::{self, parameter_server_server::ParameterServer};
 use shoal_common::rng::{derive_seed, streams};
 use shoal_common::rollout::{Rollout, RolloutError, RolloutShape};
-use shoal_common::settings::{PROTOCOL_VERSION, model_spec_to_proto};
+use shoal_common::settings::{PROTOCOL_VERSION, model_spec_to_proto, normalize_to_proto};
 
 use crate::param_store::ParamStore;
 
@@ -144,7 +144,7 @@ impl Shared {
             n_steps: config.n_steps,
             num_envs: config.num_envs,
             obs_dim: spec.obs_dim,
-            num_actions: spec.num_actions,
+            action: spec.action,
         };
         let version = store.latest().version;
         Self {
@@ -314,6 +314,7 @@ impl ParameterService {
                 seed: derive_seed(c.seed, streams::ACTOR_BASE + actor_id as u64),
                 algorithm: proto::Algorithm::Ppo as i32,
                 param_wait_ms: c.learner.param_wait_ms,
+                normalization: Some(normalize_to_proto(&c.normalize_settings())),
             }),
             model: Some(model_spec_to_proto(&s.spec)),
             model_fingerprint: s.fingerprint.clone(),
@@ -369,6 +370,19 @@ fn parameters_message(
         version: snapshot.version,
         model_fingerprint: fingerprint.to_string(),
         data: snapshot.data.clone(),
+        normalization: Some(snapshot.normalization.to_proto()),
+    }
+}
+
+/// How long a subscription stream, cancelled by a shutdown, waits for the trainer to mark the
+/// run finished so that it can tell its actor.
+const FINISH_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn finished_message(reason: String) -> proto::ParameterUpdate {
+    proto::ParameterUpdate {
+        update: Some(proto::parameter_update::Update::Finished(
+            proto::RunFinished { reason },
+        )),
     }
 }
 
@@ -421,25 +435,39 @@ impl ParameterServer for ParameterService {
             let mut watch = shared.store.subscribe();
             loop {
                 let snap = watch.borrow_and_update().clone();
-                let update = match &snap.finished {
-                    Some(reason) => proto::parameter_update::Update::Finished(proto::RunFinished {
-                        reason: reason.clone(),
-                    }),
-                    None => proto::parameter_update::Update::Parameters(parameters_message(
-                        &snap,
-                        &shared.fingerprint,
-                    )),
-                };
-                let msg = proto::ParameterUpdate {
-                    update: Some(update),
+                let msg = match &snap.finished {
+                    Some(reason) => finished_message(reason.clone()),
+                    None => proto::ParameterUpdate {
+                        update: Some(proto::parameter_update::Update::Parameters(
+                            parameters_message(&snap, &shared.fingerprint),
+                        )),
+                    },
                 };
                 if tx.send(Ok(msg)).await.is_err() || snap.finished.is_some() {
                     break; // the client left, or the run is over
                 }
                 tokio::select! {
+                    // A new version (or the end of the run) before anything else: the trainer
+                    // marks the run finished just before it cancels the service.
+                    biased;
                     changed = watch.changed() => if changed.is_err() { break },
-                    _ = shared.shutdown.cancelled() => break,
                     _ = tx.closed() => break,
+                    _ = shared.shutdown.cancelled() => {
+                        // Cancelled from outside (a signal): the trainer marks the run finished
+                        // right after. Give subscribers that last word, so they exit instead
+                        // of reconnecting to a learner that is gone.
+                        let finished = tokio::time::timeout(
+                            FINISH_GRACE,
+                            watch.wait_for(|s| s.finished.is_some()),
+                        )
+                        .await
+                        .ok()
+                        .and_then(|r| r.ok().and_then(|s| s.finished.clone()));
+                        if let Some(reason) = finished {
+                            let _ = tx.send(Ok(finished_message(reason))).await;
+                        }
+                        break;
+                    }
                 }
             }
         });

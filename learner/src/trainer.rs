@@ -5,11 +5,13 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData, Transaction};
 use shoal_common::config::{PpoConfig, RunConfig};
-use shoal_common::model::{ActorCritic, ModelSpec};
+use shoal_common::model::{ActionHead, ActorCritic, ModelSpec};
 use shoal_common::rng::Rng;
 use shoal_common::rollout::Rollout;
 
-use crate::ppo::{LossCoefs, explained_variance, gae, normalize, ppo_loss};
+use crate::ppo::{
+    LossCoefs, categorical_eval, explained_variance, gae, gaussian_eval, normalize, ppo_loss,
+};
 
 /// Statistics of one update (means over its minibatches).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -39,8 +41,8 @@ pub struct UpdateStats {
 pub struct Batch {
     /// `[B, O]`.
     pub obs: Vec<f32>,
-    /// `[B]`.
-    pub actions: Vec<u32>,
+    /// `[B]` action indices (categorical) or `[B, A]` actions (Gaussian).
+    pub actions: Vec<f32>,
     /// `[B]`.
     pub log_probs: Vec<f32>,
     /// `[B]`.
@@ -109,12 +111,12 @@ impl Batch {
 
     /// Number of samples.
     pub fn len(&self) -> usize {
-        self.actions.len()
+        self.log_probs.len()
     }
 
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.actions.is_empty()
+        self.log_probs.is_empty()
     }
 }
 
@@ -202,7 +204,8 @@ impl PpoTrainer {
         };
         let b = batch.len();
         let obs_dim = self.spec.obs_dim;
-        let num_actions = self.spec.num_actions;
+        let head = self.spec.action;
+        let (outputs, width) = (head.outputs(), head.action_width());
         let minibatch = b.div_ceil(self.ppo.num_minibatches);
         let mut indices: Vec<usize> = (0..b).collect();
         let mut stats_tensors: Vec<Tensor<1>> = Vec::new();
@@ -212,13 +215,24 @@ impl PpoTrainer {
             for chunk in indices.chunks(minibatch) {
                 let m = chunk.len();
                 let mut obs = Vec::with_capacity(m * obs_dim);
-                let mut one_hot = vec![0.0f32; m * num_actions];
+                // Categorical: the taken actions one-hot; Gaussian: the actions themselves.
+                let mut actions = match head {
+                    ActionHead::Categorical(_) => vec![0.0f32; m * outputs],
+                    ActionHead::Gaussian(_) => Vec::with_capacity(m * width),
+                };
                 let mut old_lp = Vec::with_capacity(m);
                 let mut adv = Vec::with_capacity(m);
                 let mut ret = Vec::with_capacity(m);
                 for (row, &i) in chunk.iter().enumerate() {
                     obs.extend_from_slice(&batch.obs[i * obs_dim..(i + 1) * obs_dim]);
-                    one_hot[row * num_actions + batch.actions[i] as usize] = 1.0;
+                    match head {
+                        ActionHead::Categorical(_) => {
+                            actions[row * outputs + batch.actions[i] as usize] = 1.0;
+                        }
+                        ActionHead::Gaussian(_) => {
+                            actions.extend_from_slice(&batch.actions[i * width..(i + 1) * width])
+                        }
+                    }
                     old_lp.push(batch.log_probs[i]);
                     adv.push(batch.advantages[i]);
                     ret.push(batch.returns[i]);
@@ -233,10 +247,15 @@ impl PpoTrainer {
                 let t1 = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [m]), d);
                 let obs = t2(obs, obs_dim);
                 let model = self.model.take().expect("model present");
+                let out = model.logits(obs.clone());
+                let actions = t2(actions, outputs);
+                let policy = match model.log_std() {
+                    None => categorical_eval(out, actions),
+                    Some(log_std) => gaussian_eval(out, log_std, actions),
+                };
                 let loss = ppo_loss(
-                    model.logits(obs.clone()),
+                    policy,
                     model.values(obs),
-                    t2(one_hot, num_actions),
                     t1(old_lp),
                     t1(adv),
                     t1(ret),
@@ -342,7 +361,7 @@ mod tests {
     fn global_clipping_scales_all_gradients_together() {
         let spec = ModelSpec {
             obs_dim: 2,
-            num_actions: 2,
+            action: ActionHead::Categorical(2),
             hidden: vec![3],
             activation: Activation::Tanh,
         };

@@ -9,6 +9,7 @@ use shoal_tests::shoal_train;
 const CONFIGS: &[&str] = &[
     "configs/cartpole-ppo.toml",
     "configs/acrobot-ppo.toml",
+    "configs/pendulum-ppo.toml",
     "configs/gridworld-3x3-ppo.toml",
     "configs/gridworld-4x4-ppo.toml",
 ];

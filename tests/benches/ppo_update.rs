@@ -10,6 +10,7 @@ use std::time::Instant;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 use shoal_actor::policy::Policy;
+use shoal_common::normalize::Normalizer;
 use shoal_learner::trainer::{PpoTrainer, clip_global_norm};
 use shoal_tests::{cartpole_config, collect_batch};
 
@@ -58,9 +59,9 @@ fn main() {
     });
     let params = trainer.params();
     let load = per_iter(200, || {
-        let _ = Policy::new(&spec, &params, 2);
+        let _ = Policy::new(&spec, &params, 2, Normalizer::off(spec.obs_dim));
     });
-    let policy = Policy::new(&spec, &params, 2);
+    let policy = Policy::new(&spec, &params, 2, Normalizer::off(spec.obs_dim));
     let mut rng = shoal_common::rng::Rng::new(1);
     let obs4 = &batch.obs[..4 * spec.obs_dim];
     let act = per_iter(2000, || {

@@ -9,6 +9,7 @@ use shoal_actor::policy::Policy;
 use shoal_actor::worker::Worker;
 use shoal_common::config::RunConfig;
 use shoal_common::model::ModelSpec;
+use shoal_common::normalize::Normalizer;
 use shoal_common::settings::ActorSettings;
 use shoal_learner::trainer::Batch;
 use shoal_learner::{LearnerError, RunSummary};
@@ -140,6 +141,7 @@ pub fn worker_for(config: &RunConfig, spec: &ModelSpec, seed: u64) -> Worker {
         n_steps: config.n_steps,
         seed,
         param_wait_ms: 0,
+        normalize: config.normalize_settings(),
         model_fingerprint: spec.layout().fingerprint(),
         model: spec.clone(),
     };
@@ -155,7 +157,7 @@ pub fn collect_batch(
     seed: u64,
     rollouts: usize,
 ) -> Batch {
-    let policy = Policy::new(spec, params, 1);
+    let policy = Policy::new(spec, params, 1, Normalizer::off(spec.obs_dim));
     let mut worker = worker_for(config, spec, seed);
     let collected: Vec<_> = (0..rollouts).map(|_| worker.collect(&policy)).collect();
     Batch::from_rollouts(&collected, config.ppo.gamma, config.ppo.gae_lambda)

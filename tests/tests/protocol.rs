@@ -1,8 +1,12 @@
 //! The parameter server's contract, exercised with a real tonic client against a real learner:
 //! registration, versioned parameters, and refusals with specific statuses.
 
+use shoal_actor::policy::Policy;
+use shoal_actor::worker::Worker;
 use shoal_common::codec::encode_f32;
 use shoal_common::config::{DeviceChoice, RunConfig};
+use shoal_common::model::ActionHead;
+use shoal_common::normalize::{NormStats, Normalizer};
 use shoal_common::proto::{self, parameter_server_client::ParameterServerClient};
 use shoal_common::settings::{ActorSettings, PROTOCOL_VERSION};
 use shoal_tests::{TestLearner, temp_dir};
@@ -154,11 +158,24 @@ async fn mismatches_and_bad_input_are_refused_with_specific_statuses() {
         truncation_values: encode_f32(&vec![0.0; tn]),
         episode_returns: vec![],
         episode_lengths: vec![],
+        moments: Some(NormStats::new(4).to_proto()),
     };
     let err = c.push_rollout(rollout.clone()).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("rewards"), "{}", err.message());
     rollout.rewards = encode_f32(&vec![1.0; tn]);
+    // Statistics that would poison every actor's normalisation.
+    let mut poisoned = NormStats::new(4).to_proto();
+    poisoned.returns.as_mut().unwrap().count = f64::INFINITY;
+    let err = c
+        .push_rollout(proto::Rollout {
+            moments: Some(poisoned),
+            ..rollout.clone()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("normalisation"), "{}", err.message());
     rollout.version = 7;
     let err = c.push_rollout(rollout.clone()).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -170,4 +187,95 @@ async fn mismatches_and_bad_input_are_refused_with_specific_statuses() {
 
     learner.shutdown.cancel();
     learner.handle.await.unwrap().unwrap();
+}
+
+/// Two actors collect Pendulum rollouts with a Gaussian policy and normalisation on; the next
+/// version ships the merge of exactly the statistics they reported, and both actors read it.
+#[tokio::test]
+async fn statistics_from_two_actors_are_merged_into_the_next_version() {
+    let mut config = config();
+    config.env_id = "Pendulum-v1".into();
+    config.num_envs = 2;
+    config.n_steps = 50;
+    config.normalize.observations = true;
+    config.normalize.rewards = true;
+    let learner = TestLearner::start(config.clone(), temp_dir("proto-norm")).await;
+    let mut c = client(&learner).await;
+    let mut merged = NormStats::new(3);
+    let mut subscription = None;
+    for _ in 0..2 {
+        let s = register(&mut c).await;
+        assert_eq!(s.model.action, ActionHead::Gaussian(1));
+        assert_eq!(s.normalize, config.normalize_settings());
+        let p = c
+            .get_parameters(proto::GetParametersRequest {
+                actor_id: s.actor_id,
+                model_fingerprint: s.model_fingerprint.clone(),
+                have_version: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .parameters
+            .unwrap();
+        let stats = NormStats::from_proto(p.normalization.as_ref(), 3).unwrap();
+        assert_eq!(stats, NormStats::new(3), "version 1 ships empty statistics");
+        let params = s.model.layout().decode(&p.data).unwrap();
+        let policy = Policy::new(
+            &s.model,
+            &params,
+            p.version,
+            Normalizer::new(s.normalize, &stats),
+        );
+        let rollout = Worker::new(&s).unwrap().collect(&policy);
+        merged.merge(&rollout.moments);
+        if subscription.is_none() {
+            subscription = Some(
+                c.subscribe_parameters(proto::SubscribeRequest {
+                    actor_id: s.actor_id,
+                    model_fingerprint: s.model_fingerprint.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner(),
+            );
+        }
+        let ack = c
+            .push_rollout(rollout.to_proto(&s.model_fingerprint))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(ack.accepted);
+    }
+    // Version 2 follows the update on both rollouts.
+    let mut stream = subscription.unwrap();
+    let shipped = loop {
+        match stream.message().await.unwrap().unwrap().update {
+            Some(proto::parameter_update::Update::Parameters(p)) if p.version == 2 => {
+                break NormStats::from_proto(p.normalization.as_ref(), 3).unwrap();
+            }
+            Some(proto::parameter_update::Update::Parameters(_)) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(shipped.observations.count, 200.0);
+    assert_eq!(shipped.returns.count, 200.0);
+    for (got, want) in [
+        (&shipped.observations.mean, &merged.observations.mean),
+        (&shipped.observations.m2, &merged.observations.m2),
+        (&shipped.returns.m2, &merged.returns.m2),
+    ] {
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() <= 1e-9 * (1.0 + w.abs()), "{g} vs {w}");
+        }
+    }
+    learner.shutdown.cancel();
+    let summary = learner.handle.await.unwrap().unwrap();
+    // The final checkpoint keeps the statistics.
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(summary.run_dir.join("checkpoints/final/checkpoint.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["normalization"]["observations"]["count"], 200.0);
 }

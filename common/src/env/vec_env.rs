@@ -4,7 +4,7 @@
 use super::{Action, Env, EnvError, Space, make};
 use crate::rng::{Rng, derive_seed};
 
-/// An episode that ended during a [`VecEnv::step_discrete`].
+/// An episode that ended during a [`VecEnv`] step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FinishedEpisode {
     /// Which copy it ran in.
@@ -15,7 +15,7 @@ pub struct FinishedEpisode {
     pub length: u32,
 }
 
-/// Per-copy results of one [`VecEnv::step_discrete`], indexed by copy.
+/// Per-copy results of one [`VecEnv`] step, indexed by copy.
 #[derive(Debug, Clone, Default)]
 pub struct VecStep {
     /// Rewards, `[N]`.
@@ -100,17 +100,41 @@ impl VecEnv {
 
     /// Steps every copy with its discrete action; ended copies are reset at once.
     pub fn step_discrete(&mut self, actions: &[usize], out: &mut VecStep) {
+        assert_eq!(actions.len(), self.num_envs(), "one action per copy");
+        self.step_each(out, |i| Action::Discrete(actions[i]));
+    }
+
+    /// Steps every copy with its continuous action (`[N * A]`), each clipped to the action
+    /// space's bounds first (as Stable-Baselines3 does before `env.step`); ended copies are reset
+    /// at once.
+    ///
+    /// # Panics
+    /// When the action space is not a `Box` or `actions` does not hold N actions.
+    pub fn step_continuous(&mut self, actions: &[f32], out: &mut VecStep) {
+        let Space::Box { low, high } = &self.action_space else {
+            panic!("step_continuous on a {} action space", self.action_space);
+        };
+        let a = low.len();
+        assert_eq!(actions.len(), self.num_envs() * a, "one action per copy");
+        let clipped: Vec<f32> = actions
+            .iter()
+            .enumerate()
+            .map(|(k, &x)| (x as f64).clamp(low[k % a], high[k % a]) as f32)
+            .collect();
+        self.step_each(out, |i| Action::Continuous(&clipped[i * a..(i + 1) * a]));
+    }
+
+    fn step_each<'a>(&mut self, out: &mut VecStep, action: impl Fn(usize) -> Action<'a>) {
         let n = self.num_envs();
-        assert_eq!(actions.len(), n, "one action per environment copy");
         out.rewards.resize(n, 0.0);
         out.terminated.resize(n, false);
         out.truncated.resize(n, false);
         out.final_obs.resize(n * self.obs_dim, 0.0);
         out.finished.clear();
         let d = self.obs_dim;
-        for (i, &action) in actions.iter().enumerate() {
+        for i in 0..n {
             let obs = &mut self.obs[i * d..(i + 1) * d];
-            let step = self.envs[i].step(Action::Discrete(action), obs);
+            let step = self.envs[i].step(action(i), obs);
             out.rewards[i] = step.reward as f32;
             out.terminated[i] = step.terminated;
             out.truncated[i] = step.truncated && !step.terminated;
@@ -162,6 +186,19 @@ mod tests {
             }
             assert!(steps < 10_000);
         }
+    }
+
+    #[test]
+    fn continuous_actions_are_clipped_to_the_bounds() {
+        // Pendulum's reward charges 0.001·u² for the torque actually applied: a torque of 50
+        // clipped to 2 costs what 2 costs.
+        let mut a = VecEnv::new("Pendulum-v1", 1, 3).unwrap();
+        let mut b = VecEnv::new("Pendulum-v1", 1, 3).unwrap();
+        let (mut sa, mut sb) = (VecStep::default(), VecStep::default());
+        a.step_continuous(&[50.0], &mut sa);
+        b.step_continuous(&[2.0], &mut sb);
+        assert_eq!(sa.rewards, sb.rewards);
+        assert_eq!(a.observations(), b.observations());
     }
 
     #[test]
