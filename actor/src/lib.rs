@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`worker`]: rollout collection (environments + sampling), free of networking.
+//! - [`a3c`]: n-step returns and the A3C loss gradient on a local autodiff copy.
 //! - [`policy`]: the detached inference copy of the network.
 //! - [`backoff`]: capped exponential backoff with jitter for reconnects.
 //! - [`cli`]: command-line arguments.
@@ -11,7 +12,11 @@
 //! The session loop: register → subscribe to parameters → collect → push → (if the learner has
 //! what it needs for this version) wait for the next version, at most `param_wait_ms` → repeat.
 //! A lost learner means reconnecting with backoff; the environments carry on where they were.
+//!
+//! A3C runs instead: register → fetch parameters → collect `n_steps` → compute the gradient →
+//! `PushGradient`, whose ack carries newer parameters when there are any → repeat.
 
+pub mod a3c;
 pub mod backoff;
 pub mod cli;
 pub mod policy;
@@ -28,8 +33,12 @@ use tonic::{Code, Status};
 use tracing::{debug, info, warn};
 
 use shoal_common::codec::CodecError;
+use shoal_common::config::AlgorithmKind;
 use shoal_common::env::EnvError;
+use shoal_common::gradient::GradientPush;
 use shoal_common::normalize::{NormStats, NormStatsError, Normalizer};
+
+use crate::a3c::GradientComputer;
 use shoal_common::proto::{self, parameter_server_client::ParameterServerClient};
 use shoal_common::settings::{ActorSettings, PROTOCOL_VERSION, SettingsError};
 
@@ -122,13 +131,32 @@ enum Latest {
     Lost(Status),
 }
 
-type Client = ParameterServerClient<Channel>;
+/// The generated client over a tonic channel.
+pub type Client = ParameterServerClient<Channel>;
 
-async fn connect(endpoint: &Endpoint) -> Result<Client, tonic::transport::Error> {
+/// A client on `endpoint` with the message limits both ends use.
+pub async fn connect(endpoint: &Endpoint) -> Result<Client, tonic::transport::Error> {
     let channel = endpoint.connect().await?;
     Ok(ParameterServerClient::new(channel)
         .max_decoding_message_size(shoal_common::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(shoal_common::MAX_MESSAGE_BYTES))
+}
+
+/// The transport settings an actor connects with: NODELAY, large HTTP/2 windows and frames
+/// (a parameter version or a gradient crosses in one frame), keepalive.
+pub fn endpoint(learner: &str) -> Result<Endpoint, ActorError> {
+    Ok(Endpoint::from_shared(learner.to_string())
+        .map_err(|e| ActorError::Address {
+            address: learner.to_string(),
+            message: e.to_string(),
+        })?
+        .connect_timeout(Duration::from_secs(3))
+        .tcp_nodelay(true)
+        .initial_stream_window_size(Some(shoal_common::HTTP2_WINDOW_BYTES))
+        .initial_connection_window_size(Some(2 * shoal_common::HTTP2_WINDOW_BYTES))
+        .max_frame_size(shoal_common::HTTP2_MAX_FRAME_BYTES)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(20)))
 }
 
 /// The runtime an actor process runs on: its async work is a handful of small RPCs, and one
@@ -145,17 +173,7 @@ pub async fn run(
     options: ActorOptions,
     shutdown: CancellationToken,
 ) -> Result<ActorSummary, ActorError> {
-    let endpoint = Endpoint::from_shared(options.learner.clone())
-        .map_err(|e| ActorError::Address {
-            address: options.learner.clone(),
-            message: e.to_string(),
-        })?
-        .connect_timeout(Duration::from_secs(3))
-        .tcp_nodelay(true)
-        .initial_stream_window_size(Some(shoal_common::HTTP2_WINDOW_BYTES))
-        .initial_connection_window_size(Some(2 * shoal_common::HTTP2_WINDOW_BYTES))
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(20));
+    let endpoint = endpoint(&options.learner)?;
     let jitter_seed = std::process::id() as u64
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -238,7 +256,14 @@ pub async fn run(
             }
             _ => Worker::new(&settings)?,
         };
-        let end = session(&mut client, &settings, &mut w, &mut summary, &shutdown).await;
+        let end = match settings.algorithm {
+            AlgorithmKind::Ppo => {
+                session(&mut client, &settings, &mut w, &mut summary, &shutdown).await
+            }
+            AlgorithmKind::A3c => {
+                a3c_session(&mut client, &settings, &mut w, &mut summary, &shutdown).await
+            }
+        };
         worker = Some((settings, w));
         match end {
             Ok(SessionEnd::Finished(reason)) => {
@@ -376,6 +401,91 @@ async fn session(
         tokio::select! {
             _ = tokio::time::timeout(param_wait, newer) => {}
             _ = shutdown.cancelled() => return Ok(SessionEnd::Cancelled),
+        }
+    }
+}
+
+/// One connection's worth of A3C: fetch the parameters, then collect, compute the gradient and
+/// push it; each ack brings newer parameters when the learner has them.
+async fn a3c_session(
+    client: &mut Client,
+    settings: &ActorSettings,
+    worker: &mut Worker,
+    summary: &mut ActorSummary,
+    shutdown: &CancellationToken,
+) -> Result<SessionEnd, SessionError> {
+    let layout = settings.model.layout();
+    let loss = settings.a3c.ok_or_else(|| {
+        SessionError::Fatal(ActorError::Refused("A3C run without loss settings".into()))
+    })?;
+    let mut computer = GradientComputer::new(&settings.model, loss);
+    let adopt = |p: proto::Parameters| -> Result<(Vec<f32>, Policy), SessionError> {
+        let params = layout
+            .decode(&p.data)
+            .map_err(|e| SessionError::Fatal(e.into()))?;
+        let policy = Policy::new(
+            &settings.model,
+            &params,
+            p.version,
+            Normalizer::off(settings.model.obs_dim),
+        );
+        Ok((params, policy))
+    };
+    let first = client
+        .get_parameters(proto::GetParametersRequest {
+            actor_id: settings.actor_id,
+            model_fingerprint: settings.model_fingerprint.clone(),
+            have_version: 0,
+        })
+        .await?
+        .into_inner();
+    let first = first
+        .parameters
+        .ok_or_else(|| SessionError::Lost(Status::unavailable("learner sent no parameters")))?;
+    let (mut params, mut policy) = adopt(first)?;
+    loop {
+        if shutdown.is_cancelled() {
+            return Ok(SessionEnd::Cancelled);
+        }
+        let rollout = worker.collect(&policy);
+        let env_steps = rollout.env_steps();
+        let g = computer.compute(policy.version(), &params, &rollout);
+        let msg = GradientPush {
+            actor_id: settings.actor_id,
+            version: policy.version(),
+            grad: g.grad,
+            env_steps: env_steps as u32,
+            episode_returns: rollout.episode_returns,
+            episode_lengths: rollout.episode_lengths,
+            policy_loss: g.policy_loss,
+            value_loss: g.value_loss,
+            entropy: g.entropy,
+        }
+        .to_proto(&settings.model_fingerprint);
+        let mut delay = Duration::from_millis(1);
+        let ack = loop {
+            match client.push_gradient(msg.clone()).await {
+                Ok(ack) => break ack.into_inner(),
+                Err(status) if status.code() == Code::ResourceExhausted => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.cancelled() => return Ok(SessionEnd::Cancelled),
+                    }
+                    delay = (delay * 2).min(Duration::from_millis(100));
+                }
+                Err(status) => return Err(status.into()),
+            }
+        };
+        summary.rollouts += 1;
+        summary.env_steps += env_steps as u64;
+        if let Some(f) = ack.finished {
+            return Ok(SessionEnd::Finished(f.reason));
+        }
+        if !ack.accepted {
+            debug!(reason = ack.reason, "gradient not applied");
+        }
+        if let Some(p) = ack.parameters {
+            (params, policy) = adopt(p)?;
         }
     }
 }

@@ -158,6 +158,8 @@ mod tests {
             num_envs: 3,
             n_steps: 40,
             seed: 5,
+            algorithm: shoal_common::config::AlgorithmKind::Ppo,
+            a3c: None,
             param_wait_ms: 10,
             normalize: NormalizeSettings::off(),
             model_fingerprint: model.layout().fingerprint(),

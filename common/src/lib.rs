@@ -7,7 +7,8 @@
 //! - [`mod@env`]: the [`env::Env`] trait, the registry by Gymnasium id, CartPole, [`env::VecEnv`].
 //! - [`model`]: the actor-critic network, its [`model::ModelSpec`] and initialisation.
 //! - [`codec`]: parameters as little-endian `f32` bytes, layouts and fingerprints.
-//! - [`rollout`]: the rollout domain type and its validation.
+//! - [`rollout`]: the rollout domain type and its validation (PPO).
+//! - [`gradient`]: the pushed-gradient domain type and its validation (A3C).
 //! - [`normalize`]: observation/return statistics, their merge, and the normalisation actors
 //!   apply.
 //! - [`settings`]: what an actor receives at registration, as domain types.
@@ -18,6 +19,7 @@
 pub mod codec;
 pub mod config;
 pub mod env;
+pub mod gradient;
 pub mod logging;
 pub mod model;
 pub mod normalize;
@@ -39,3 +41,8 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// default is 64 KiB, less than two parameter versions of a 10k-parameter model, so a version
 /// could wait for a window update before it reached an actor.
 pub const HTTP2_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
+
+/// Largest HTTP/2 frame either end accepts: 1 MiB instead of the protocol's 16 KiB default, so a
+/// gradient or a parameter version of a ~10k-parameter model (~37 KB) crosses in one frame
+/// instead of three.
+pub const HTTP2_MAX_FRAME_BYTES: u32 = 1024 * 1024;

@@ -3,12 +3,44 @@
 use thiserror::Error;
 
 use crate::codec::{ParamEntry, ParamLayout};
+use crate::config::AlgorithmKind;
 use crate::model::{ActionHead, Activation, ModelSpec};
 use crate::normalize::NormalizeSettings;
 use crate::proto;
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: proto::ProtocolVersion = proto::ProtocolVersion::ProtocolVersion2;
+
+/// The A3C loss an actor differentiates (see `A3cLoss` in the proto).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct A3cLoss {
+    /// Discount of the n-step returns.
+    pub gamma: f64,
+    /// Value loss weight.
+    pub vf_coef: f32,
+    /// Entropy bonus weight.
+    pub ent_coef: f32,
+}
+
+impl A3cLoss {
+    /// From the run config.
+    pub fn from_config(c: &crate::config::A3cConfig) -> Self {
+        Self {
+            gamma: c.gamma,
+            vf_coef: c.vf_coef as f32,
+            ent_coef: c.ent_coef as f32,
+        }
+    }
+
+    /// The wire form.
+    pub fn to_proto(&self) -> proto::A3cLoss {
+        proto::A3cLoss {
+            gamma: self.gamma,
+            vf_coef: self.vf_coef,
+            ent_coef: self.ent_coef,
+        }
+    }
+}
 
 /// Everything an actor needs to run, from [`proto::RegisterResponse`].
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +55,10 @@ pub struct ActorSettings {
     pub n_steps: usize,
     /// This actor's seed.
     pub seed: u64,
+    /// The algorithm the actor runs.
+    pub algorithm: AlgorithmKind,
+    /// A3C's loss (A3C runs only).
+    pub a3c: Option<A3cLoss>,
     /// How long to wait for a newer version after a push (ms).
     pub param_wait_ms: u32,
     /// How observations and rewards are normalised.
@@ -127,6 +163,28 @@ impl ActorSettings {
             }
         };
         let normalize = normalize_from_proto(s.normalization.as_ref()).map_err(|m| invalid(&m))?;
+        let algorithm = match proto::Algorithm::try_from(s.algorithm) {
+            Ok(proto::Algorithm::Ppo) => AlgorithmKind::Ppo,
+            Ok(proto::Algorithm::A3c) => AlgorithmKind::A3c,
+            _ => return Err(invalid(&format!("unsupported algorithm {}", s.algorithm))),
+        };
+        let a3c = match (algorithm, &s.a3c) {
+            (AlgorithmKind::A3c, None) => return Err(invalid("A3C run without its loss settings")),
+            (AlgorithmKind::A3c, Some(l)) => {
+                if !((0.0..=1.0).contains(&l.gamma)
+                    && l.vf_coef.is_finite()
+                    && l.ent_coef.is_finite())
+                {
+                    return Err(invalid("A3C loss settings out of range"));
+                }
+                Some(A3cLoss {
+                    gamma: l.gamma,
+                    vf_coef: l.vf_coef,
+                    ent_coef: l.ent_coef,
+                })
+            }
+            _ => None,
+        };
         let model = ModelSpec {
             obs_dim: m.obs_dim as usize,
             action,
@@ -153,6 +211,8 @@ impl ActorSettings {
             num_envs: s.num_envs as usize,
             n_steps: s.n_steps as usize,
             seed: s.seed,
+            algorithm,
+            a3c,
             param_wait_ms: s.param_wait_ms,
             normalize,
             model,
@@ -182,6 +242,7 @@ mod tests {
                 algorithm: proto::Algorithm::Ppo as i32,
                 param_wait_ms: 100,
                 normalization: Some(normalize_to_proto(&NormalizeSettings::off())),
+                a3c: None,
             }),
             model_fingerprint: spec.layout().fingerprint(),
             model: Some(model_spec_to_proto(&spec)),

@@ -5,6 +5,7 @@
 //! - [`service`]: the tonic handlers; validation; the bounded queue into the trainer.
 //! - [`trainer`]: the model and optimizer; one PPO update per batch of rollouts.
 //! - [`ppo`]: GAE and the PPO loss as pure functions.
+//! - [`a3c`]: A3C's parameter server side: flat parameters, one optimizer step per gradient.
 //! - [`param_store`]: versioned, immutable parameter snapshots (publish = swap an `Arc`).
 //! - [`status`]: the status line and metrics rows.
 //! - [`run_dir`]: the run directory and checkpoints.
@@ -17,6 +18,7 @@
 //!        └──────────── ParamStore (watch of Arc<Snapshot>) ◀────┘
 //! ```
 
+pub mod a3c;
 pub mod cli;
 pub mod device;
 pub mod param_store;
@@ -39,7 +41,7 @@ use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 use shoal_common::codec::encode_f32;
-use shoal_common::config::{ConfigError, RunConfig};
+use shoal_common::config::{AlgorithmKind, ConfigError, RunConfig};
 use shoal_common::env::{self, Space};
 use shoal_common::model::{ActionHead, ModelSpec};
 use shoal_common::normalize::NormStats;
@@ -47,9 +49,10 @@ use shoal_common::proto::parameter_server_server::ParameterServerServer;
 use shoal_common::rng::{derive_seed, streams};
 use shoal_common::rollout::Rollout;
 
+use crate::a3c::A3cTrainer;
 use crate::param_store::ParamStore;
 use crate::run_dir::{CheckpointCounters, RunDir};
-use crate::service::{ParameterService, Shared};
+use crate::service::{Experience, ParameterService, Shared};
 use crate::status::{Progress, ServiceView, log_status};
 use crate::trainer::{Batch, PpoTrainer};
 
@@ -107,8 +110,12 @@ pub struct RunSummary {
     pub wall_secs: f64,
     /// Seconds the trainer spent updating and publishing (the rest it waited for rollouts).
     pub update_secs: f64,
-    /// Rollouts dropped as stale.
+    /// Rollouts dropped as stale (PPO).
     pub rollouts_stale: u64,
+    /// Gradients applied (A3C).
+    pub gradients_applied: u64,
+    /// Gradients dropped as more than `max_staleness` versions old (A3C).
+    pub gradients_stale: u64,
     /// The run directory.
     pub run_dir: PathBuf,
 }
@@ -178,14 +185,22 @@ pub async fn run(
         .spawn(move || {
             // Whatever happens to this thread (even a panic), actors are told the run is over.
             let _finish = FinishOnDrop(trainer_shared.store.clone());
-            let trainer = PpoTrainer::new(
-                &config,
-                spec,
-                &initial,
-                selected.device,
-                derive_seed(config.seed, streams::LEARNER),
-            );
-            let result = train_loop(trainer_shared, rx, trainer, dir, trainer_shutdown);
+            let result = match config.algorithm {
+                AlgorithmKind::Ppo => {
+                    let trainer = PpoTrainer::new(
+                        &config,
+                        spec,
+                        &initial,
+                        selected.device,
+                        derive_seed(config.seed, streams::LEARNER),
+                    );
+                    train_loop(trainer_shared, rx, trainer, dir, trainer_shutdown)
+                }
+                AlgorithmKind::A3c => {
+                    let trainer = A3cTrainer::new(&config.a3c, &initial, selected.device);
+                    a3c::train_loop(trainer_shared, rx, trainer, dir, trainer_shutdown)
+                }
+            };
             let _ = done_tx.send(());
             result
         })
@@ -199,6 +214,7 @@ pub async fn run(
         tonic::transport::Server::builder()
             .initial_stream_window_size(Some(shoal_common::HTTP2_WINDOW_BYTES))
             .initial_connection_window_size(Some(2 * shoal_common::HTTP2_WINDOW_BYTES))
+            .max_frame_size(shoal_common::HTTP2_MAX_FRAME_BYTES)
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .add_service(service)
             // The builder's TCP settings do not reach a listener we bring; without NODELAY, a
@@ -245,18 +261,102 @@ impl Drop for FinishOnDrop {
 }
 
 fn service_view(shared: &Shared) -> ServiceView {
+    let c = &shared.counters;
     ServiceView {
         connected_actors: shared.connected_actors(),
         queue_depth: shared.queue_depth(),
-        rollouts_rejected: shared.counters.rollouts_rejected.load(Ordering::Relaxed),
-        queue_full: shared.counters.queue_full.load(Ordering::Relaxed),
+        rollouts_rejected: c.rollouts_rejected.load(Ordering::Relaxed),
+        queue_full: c.queue_full.load(Ordering::Relaxed),
+        gradients_rejected: c.gradients_rejected.load(Ordering::Relaxed),
+        gradients_stale: c.gradients_stale.load(Ordering::Relaxed),
     }
+}
+
+/// Whether a run should stop after `progress`: the reason and whether it solved the task.
+fn stop_reason(config: &RunConfig, progress: &Progress) -> Option<(String, bool)> {
+    if let (Some(target), Some(mean)) = (config.target_return, progress.episodes.full_mean())
+        && mean >= target
+    {
+        return Some((
+            format!(
+                "target_return {target} reached: mean return {mean:.1} over the last 100 episodes"
+            ),
+            true,
+        ));
+    }
+    (progress.env_steps >= config.total_steps)
+        .then(|| (format!("total_steps {} reached", config.total_steps), false))
+}
+
+/// What the end of a run writes and reports.
+struct RunEnd<'a> {
+    reason: String,
+    solved: bool,
+    update_secs: f64,
+    params: Vec<f32>,
+    normalization: &'a NormStats,
+}
+
+/// Tells actors the run is over, writes the last metrics row and the final checkpoint, and
+/// makes the summary.
+fn finish_run(
+    shared: &Shared,
+    progress: &mut Progress,
+    dir: &mut RunDir,
+    end: RunEnd<'_>,
+    save_optimizer: impl FnOnce(&std::path::Path) -> Result<(), String>,
+) -> Result<RunSummary, LearnerError> {
+    // Tell actors first, so they stop collecting while the checkpoint is written.
+    shared.store.finish(end.reason.clone());
+    let row = progress.snapshot(service_view(shared));
+    log_status(&row);
+    dir.write_metrics(&row)?;
+    let counters = CheckpointCounters {
+        version: progress.version,
+        env_steps: progress.env_steps,
+        updates: progress.updates,
+        episodes: progress.episodes.total,
+    };
+    let checkpoint = dir.write_checkpoint(
+        "final",
+        &shared.layout,
+        &end.params,
+        end.normalization,
+        counters,
+        save_optimizer,
+    )?;
+    let summary = RunSummary {
+        reason: end.reason,
+        solved: end.solved,
+        env_steps: progress.env_steps,
+        updates: progress.updates,
+        version: progress.version,
+        episodes: progress.episodes.total,
+        return_mean_100: progress.episodes.mean(),
+        wall_secs: progress.elapsed_secs(),
+        update_secs: end.update_secs,
+        rollouts_stale: progress.rollouts_stale,
+        gradients_applied: progress.gradients_applied,
+        gradients_stale: progress.gradients_stale
+            + shared.counters.gradients_stale.load(Ordering::Relaxed),
+        run_dir: dir.path().to_path_buf(),
+    };
+    info!(
+        reason = summary.reason,
+        solved = summary.solved,
+        env_steps = summary.env_steps,
+        updates = summary.updates,
+        wall_secs = format_args!("{:.2}", summary.wall_secs),
+        checkpoint = %checkpoint.display(),
+        "run finished"
+    );
+    Ok(summary)
 }
 
 /// The trainer thread: consume rollouts, update, publish; log status; stop.
 fn train_loop(
     shared: Arc<Shared>,
-    rx: Receiver<Rollout>,
+    rx: Receiver<Experience>,
     mut trainer: PpoTrainer,
     mut dir: RunDir,
     shutdown: CancellationToken,
@@ -281,7 +381,11 @@ fn train_loop(
             .saturating_duration_since(Instant::now())
             .min(Duration::from_millis(200));
         match rx.recv_timeout(timeout) {
-            Ok(rollout) => {
+            Ok(Experience::Gradient(_)) => {
+                unreachable!("the service refuses gradients in PPO runs")
+            }
+            Ok(Experience::Rollout(rollout)) => {
+                let rollout = *rollout;
                 tracing::debug!(
                     actor_id = rollout.actor_id,
                     version = rollout.version,
@@ -324,17 +428,9 @@ fn train_loop(
                     update_secs += update_start.elapsed().as_secs_f64();
                     waiting_since = Instant::now();
                 }
-                if let (Some(target), Some(mean)) =
-                    (config.target_return, progress.episodes.full_mean())
-                    && mean >= target
-                {
-                    solved = true;
-                    break format!(
-                        "target_return {target} reached: mean return {mean:.1} over the last 100 episodes"
-                    );
-                }
-                if progress.env_steps >= config.total_steps {
-                    break format!("total_steps {} reached", config.total_steps);
+                if let Some((reason, done)) = stop_reason(&config, &progress) {
+                    solved = done;
+                    break reason;
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -347,47 +443,14 @@ fn train_loop(
             next_status = Instant::now() + interval;
         }
     };
-    // Tell actors first, so they stop collecting while the checkpoint is written.
-    shared.store.finish(reason.clone());
-    let row = progress.snapshot(service_view(&shared));
-    log_status(&row);
-    dir.write_metrics(&row)?;
-    let counters = CheckpointCounters {
-        version: progress.version,
-        env_steps: progress.env_steps,
-        updates: progress.updates,
-        episodes: progress.episodes.total,
-    };
-    let params = trainer.params();
-    let checkpoint = dir.write_checkpoint(
-        "final",
-        &shared.layout,
-        &params,
-        &normalization,
-        counters,
-        |p| trainer.save_optimizer(p),
-    )?;
-    let summary = RunSummary {
+    let end = RunEnd {
         reason,
         solved,
-        env_steps: progress.env_steps,
-        updates: progress.updates,
-        version: progress.version,
-        episodes: progress.episodes.total,
-        return_mean_100: progress.episodes.mean(),
-        wall_secs: progress.elapsed_secs(),
         update_secs,
-        rollouts_stale: progress.rollouts_stale,
-        run_dir: dir.path().to_path_buf(),
+        params: trainer.params(),
+        normalization: &normalization,
     };
-    info!(
-        reason = summary.reason,
-        solved,
-        env_steps = summary.env_steps,
-        updates = summary.updates,
-        wall_secs = format_args!("{:.2}", summary.wall_secs),
-        checkpoint = %checkpoint.display(),
-        "run finished"
-    );
-    Ok(summary)
+    finish_run(&shared, &mut progress, &mut dir, end, |p| {
+        trainer.save_optimizer(p)
+    })
 }

@@ -1,5 +1,5 @@
-//! The gRPC parameter server: validates everything from the network, then hands rollouts to the
-//! trainer through the bounded queue. Handlers never touch tensors.
+//! The gRPC parameter server: validates everything from the network, then hands rollouts (PPO)
+//! or gradients (A3C) to the trainer through the bounded queue. Handlers never touch tensors.
 //!
 //! [`ServiceError`] is the one place where errors become `tonic::Status`.
 
@@ -18,12 +18,13 @@ use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
 use shoal_common::codec::{CodecError, ParamLayout};
-use shoal_common::config::RunConfig;
+use shoal_common::config::{AlgorithmKind, RunConfig};
+use shoal_common::gradient::{GradientError, GradientPush};
 use shoal_common::model::ModelSpec;
 use shoal_common::proto::{self, parameter_server_server::ParameterServer};
 use shoal_common::rng::{derive_seed, streams};
 use shoal_common::rollout::{Rollout, RolloutError, RolloutShape};
-use shoal_common::settings::{PROTOCOL_VERSION, model_spec_to_proto, normalize_to_proto};
+use shoal_common::settings::{A3cLoss, PROTOCOL_VERSION, model_spec_to_proto, normalize_to_proto};
 
 use crate::param_store::ParamStore;
 
@@ -49,6 +50,17 @@ pub enum ServiceError {
     /// A malformed rollout.
     #[error(transparent)]
     Rollout(#[from] RolloutError),
+    /// A malformed gradient.
+    #[error(transparent)]
+    Gradient(#[from] GradientError),
+    /// The rpc belongs to another algorithm than the run's.
+    #[error("this run trains with {run:?}; {rpc} is not part of it")]
+    WrongAlgorithm {
+        /// The run's algorithm.
+        run: AlgorithmKind,
+        /// The rpc called.
+        rpc: &'static str,
+    },
     /// A version the learner never published.
     #[error("rollout claims parameter version {got}, newest published is {latest}")]
     FutureVersion {
@@ -58,7 +70,7 @@ pub enum ServiceError {
         latest: u64,
     },
     /// The trainer's queue is full: back off and retry.
-    #[error("learner queue is full ({0} rollouts); retry later")]
+    #[error("learner queue is full ({0} items); retry later")]
     QueueFull(usize),
     /// The learner is stopping.
     #[error("learner is shutting down")]
@@ -69,13 +81,13 @@ impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Self {
         let msg = e.to_string();
         match e {
-            ServiceError::Protocol { .. } | ServiceError::Fingerprint(_) => {
-                Status::failed_precondition(msg)
-            }
+            ServiceError::Protocol { .. }
+            | ServiceError::Fingerprint(_)
+            | ServiceError::WrongAlgorithm { .. } => Status::failed_precondition(msg),
             ServiceError::UnknownActor(_) => Status::not_found(msg),
-            ServiceError::Rollout(_) | ServiceError::FutureVersion { .. } => {
-                Status::invalid_argument(msg)
-            }
+            ServiceError::Rollout(_)
+            | ServiceError::Gradient(_)
+            | ServiceError::FutureVersion { .. } => Status::invalid_argument(msg),
             ServiceError::QueueFull(_) => Status::resource_exhausted(msg),
             ServiceError::ShuttingDown => Status::unavailable(msg),
         }
@@ -91,6 +103,19 @@ pub struct Counters {
     pub queue_full: AtomicU64,
     /// Registrations, including re-registrations.
     pub registrations: AtomicU64,
+    /// Gradients refused as malformed.
+    pub gradients_rejected: AtomicU64,
+    /// Gradients refused at the door as more than `max_staleness` versions old.
+    pub gradients_stale: AtomicU64,
+}
+
+/// What the handlers queue for the trainer.
+#[derive(Debug)]
+pub enum Experience {
+    /// PPO (boxed: a rollout's header is four times a gradient's).
+    Rollout(Box<Rollout>),
+    /// A3C.
+    Gradient(GradientPush),
 }
 
 #[derive(Debug, Default)]
@@ -99,7 +124,12 @@ struct Actors {
     names: HashMap<u32, String>,
     /// Open parameter subscriptions per actor.
     subscribed: HashMap<u32, usize>,
+    /// When each A3C actor last pushed.
+    last_push: HashMap<u32, std::time::Instant>,
 }
+
+/// An A3C actor counts as connected this long after its last push.
+pub const A3C_CONNECTED_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Default)]
 struct Pending {
@@ -124,7 +154,7 @@ pub struct Shared {
     pub store: ParamStore,
     /// Handler-side counters.
     pub counters: Counters,
-    queue: Sender<Rollout>,
+    queue: Sender<Experience>,
     actors: Mutex<Actors>,
     pending: Mutex<Pending>,
     shutdown: CancellationToken,
@@ -136,7 +166,7 @@ impl Shared {
         config: RunConfig,
         spec: ModelSpec,
         store: ParamStore,
-        queue: Sender<Rollout>,
+        queue: Sender<Experience>,
         shutdown: CancellationToken,
     ) -> Self {
         let layout = spec.layout();
@@ -168,9 +198,16 @@ impl Shared {
         }
     }
 
-    /// Actors with an open parameter subscription.
+    /// Actors with an open parameter subscription (PPO), or that pushed a gradient within the
+    /// last [`A3C_CONNECTED_WINDOW`] (A3C actors do not subscribe).
     pub fn connected_actors(&self) -> usize {
-        self.actors.lock().expect("actors lock").subscribed.len()
+        let actors = self.actors.lock().expect("actors lock");
+        let recent = actors
+            .last_push
+            .values()
+            .filter(|t| t.elapsed() < A3C_CONNECTED_WINDOW)
+            .count();
+        actors.subscribed.len().max(recent)
     }
 
     /// Rollouts waiting in the queue.
@@ -185,6 +222,17 @@ impl Shared {
             version,
             ..Pending::default()
         };
+    }
+
+    fn check_algorithm(&self, want: AlgorithmKind, rpc: &'static str) -> Result<(), ServiceError> {
+        if self.config.algorithm == want {
+            Ok(())
+        } else {
+            Err(ServiceError::WrongAlgorithm {
+                run: self.config.algorithm,
+                rpc,
+            })
+        }
     }
 
     fn check_actor(&self, actor_id: u32, fingerprint: &str) -> Result<(), ServiceError> {
@@ -312,9 +360,14 @@ impl ParameterService {
                 num_envs: c.num_envs as u32,
                 n_steps: c.n_steps as u32,
                 seed: derive_seed(c.seed, streams::ACTOR_BASE + actor_id as u64),
-                algorithm: proto::Algorithm::Ppo as i32,
+                algorithm: match c.algorithm {
+                    AlgorithmKind::Ppo => proto::Algorithm::Ppo,
+                    AlgorithmKind::A3c => proto::Algorithm::A3c,
+                } as i32,
                 param_wait_ms: c.learner.param_wait_ms,
                 normalization: Some(normalize_to_proto(&c.normalize_settings())),
+                a3c: (c.algorithm == AlgorithmKind::A3c)
+                    .then(|| A3cLoss::from_config(&c.a3c).to_proto()),
             }),
             model: Some(model_spec_to_proto(&s.spec)),
             model_fingerprint: s.fingerprint.clone(),
@@ -323,6 +376,7 @@ impl ParameterService {
 
     fn push_rollout(&self, msg: proto::Rollout) -> Result<proto::PushAck, ServiceError> {
         let s = &self.shared;
+        s.check_algorithm(AlgorithmKind::Ppo, "PushRollout")?;
         s.check_actor(msg.actor_id, &msg.model_fingerprint)?;
         let latest = s.store.latest().version;
         if msg.version > latest {
@@ -335,7 +389,7 @@ impl ParameterService {
             s.counters.rollouts_rejected.fetch_add(1, Ordering::Relaxed);
             warn!(actor_id = msg.actor_id, error = %e, "rollout refused");
         })?;
-        match s.queue.try_send(rollout) {
+        match s.queue.try_send(Experience::Rollout(Box::new(rollout))) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 s.counters.queue_full.fetch_add(1, Ordering::Relaxed);
@@ -357,6 +411,68 @@ impl ParameterService {
                 )
             },
         })
+    }
+}
+
+impl ParameterService {
+    fn push_gradient(&self, msg: proto::Gradient) -> Result<proto::GradientAck, ServiceError> {
+        let s = &self.shared;
+        s.check_algorithm(AlgorithmKind::A3c, "PushGradient")?;
+        s.check_actor(msg.actor_id, &msg.model_fingerprint)?;
+        let snap = s.store.latest();
+        let mut ack = proto::GradientAck {
+            accepted: false,
+            reason: String::new(),
+            current_version: snap.version,
+            parameters: (snap.version > msg.version)
+                .then(|| parameters_message(&snap, &s.fingerprint)),
+            finished: snap
+                .finished
+                .clone()
+                .map(|reason| proto::RunFinished { reason }),
+        };
+        if ack.finished.is_some() {
+            ack.reason = "the run is over".into();
+            return Ok(ack);
+        }
+        if msg.version > snap.version {
+            return Err(ServiceError::FutureVersion {
+                got: msg.version,
+                latest: snap.version,
+            });
+        }
+        s.actors
+            .lock()
+            .expect("actors lock")
+            .last_push
+            .insert(msg.actor_id, std::time::Instant::now());
+        let staleness = snap.version - msg.version;
+        if staleness > s.config.a3c.max_staleness {
+            s.counters.gradients_stale.fetch_add(1, Ordering::Relaxed);
+            ack.reason = format!(
+                "stale: computed on version {}, {staleness} behind (max_staleness {})",
+                msg.version, s.config.a3c.max_staleness
+            );
+            return Ok(ack);
+        }
+        let steps = (s.config.n_steps * s.config.num_envs) as u32;
+        let grad =
+            GradientPush::from_proto(&msg, s.layout.num_floats(), steps).inspect_err(|e| {
+                s.counters
+                    .gradients_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(actor_id = msg.actor_id, error = %e, "gradient refused");
+            })?;
+        match s.queue.try_send(Experience::Gradient(grad)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                s.counters.queue_full.fetch_add(1, Ordering::Relaxed);
+                return Err(ServiceError::QueueFull(s.config.learner.queue_capacity));
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(ServiceError::ShuttingDown),
+        }
+        ack.accepted = true;
+        Ok(ack)
     }
 }
 
@@ -479,5 +595,12 @@ impl ParameterServer for ParameterService {
         request: Request<proto::Rollout>,
     ) -> Result<Response<proto::PushAck>, Status> {
         Ok(Response::new(self.push_rollout(request.into_inner())?))
+    }
+
+    async fn push_gradient(
+        &self,
+        request: Request<proto::Gradient>,
+    ) -> Result<Response<proto::GradientAck>, Status> {
+        Ok(Response::new(self.push_gradient(request.into_inner())?))
     }
 }

@@ -116,8 +116,14 @@ pub struct Progress {
     pub lag: LagStats,
     /// Longest time the trainer waited for a batch to fill, in the current interval (s).
     pub longest_wait_secs: f64,
+    /// Gradients applied (A3C).
+    pub gradients_applied: u64,
+    /// Gradients dropped by the trainer as more than `max_staleness` versions old (A3C).
+    pub gradients_stale: u64,
     interval_start: Instant,
     interval_steps: u64,
+    interval_applied: u64,
+    interval_stale: u64,
 }
 
 /// What the handlers report (read at status time).
@@ -131,6 +137,10 @@ pub struct ServiceView {
     pub rollouts_rejected: u64,
     /// Pushes refused for a full queue.
     pub queue_full: u64,
+    /// Malformed gradients refused (A3C).
+    pub gradients_rejected: u64,
+    /// Gradients refused at the door as too stale (A3C).
+    pub gradients_stale: u64,
 }
 
 impl Progress {
@@ -148,8 +158,12 @@ impl Progress {
             last_update: None,
             lag: LagStats::default(),
             longest_wait_secs: 0.0,
+            gradients_applied: 0,
+            gradients_stale: 0,
             interval_start: now,
             interval_steps: 0,
+            interval_applied: 0,
+            interval_stale: 0,
         }
     }
 
@@ -166,6 +180,9 @@ impl Progress {
             .as_secs_f64()
             .max(1e-9);
         let sps = (self.env_steps - self.interval_steps) as f64 / dt;
+        let stale_total = self.gradients_stale + service.gradients_stale;
+        let applied_per_s = (self.gradients_applied - self.interval_applied) as f64 / dt;
+        let stale_per_s = (stale_total - self.interval_stale) as f64 / dt;
         let (lag_min, lag_avg, lag_max) = self.lag.json();
         let u = self.last_update.unwrap_or_default();
         let has_update = self.last_update.is_some();
@@ -204,9 +221,16 @@ impl Progress {
             "rollouts_rejected": service.rollouts_rejected,
             "queue_full": service.queue_full,
             "longest_wait_s": self.longest_wait_secs,
+            "gradients_applied": self.gradients_applied,
+            "gradients_applied_per_s": applied_per_s,
+            "gradients_stale": stale_total,
+            "gradients_stale_per_s": stale_per_s,
+            "gradients_rejected": service.gradients_rejected,
         });
         self.interval_start = now;
         self.interval_steps = self.env_steps;
+        self.interval_applied = self.gradients_applied;
+        self.interval_stale = stale_total;
         self.lag = LagStats::default();
         self.longest_wait_secs = 0.0;
         row
@@ -245,6 +269,8 @@ pub fn log_status(row: &Value) {
         queue = u("queue_depth"),
         stale = u("rollouts_stale"),
         rejected = u("rollouts_rejected"),
+        grads_per_s = format_args!("{:.0}", f("gradients_applied_per_s")),
+        grads_stale_per_s = format_args!("{:.1}", f("gradients_stale_per_s")),
         "status"
     );
 }

@@ -5,13 +5,11 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData, Transaction};
 use shoal_common::config::{PpoConfig, RunConfig};
-use shoal_common::model::{ActionHead, ActorCritic, ModelSpec};
+use shoal_common::model::{ActorCritic, ModelSpec, action_rows};
 use shoal_common::rng::Rng;
 use shoal_common::rollout::Rollout;
 
-use crate::ppo::{
-    LossCoefs, categorical_eval, explained_variance, gae, gaussian_eval, normalize, ppo_loss,
-};
+use crate::ppo::{LossCoefs, explained_variance, gae, normalize, ppo_loss};
 
 /// Statistics of one update (means over its minibatches).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -215,24 +213,13 @@ impl PpoTrainer {
             for chunk in indices.chunks(minibatch) {
                 let m = chunk.len();
                 let mut obs = Vec::with_capacity(m * obs_dim);
-                // Categorical: the taken actions one-hot; Gaussian: the actions themselves.
-                let mut actions = match head {
-                    ActionHead::Categorical(_) => vec![0.0f32; m * outputs],
-                    ActionHead::Gaussian(_) => Vec::with_capacity(m * width),
-                };
+                let mut actions = Vec::with_capacity(m * width);
                 let mut old_lp = Vec::with_capacity(m);
                 let mut adv = Vec::with_capacity(m);
                 let mut ret = Vec::with_capacity(m);
-                for (row, &i) in chunk.iter().enumerate() {
+                for &i in chunk {
                     obs.extend_from_slice(&batch.obs[i * obs_dim..(i + 1) * obs_dim]);
-                    match head {
-                        ActionHead::Categorical(_) => {
-                            actions[row * outputs + batch.actions[i] as usize] = 1.0;
-                        }
-                        ActionHead::Gaussian(_) => {
-                            actions.extend_from_slice(&batch.actions[i * width..(i + 1) * width])
-                        }
-                    }
+                    actions.extend_from_slice(&batch.actions[i * width..(i + 1) * width]);
                     old_lp.push(batch.log_probs[i]);
                     adv.push(batch.advantages[i]);
                     ret.push(batch.returns[i]);
@@ -247,12 +234,7 @@ impl PpoTrainer {
                 let t1 = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [m]), d);
                 let obs = t2(obs, obs_dim);
                 let model = self.model.take().expect("model present");
-                let out = model.logits(obs.clone());
-                let actions = t2(actions, outputs);
-                let policy = match model.log_std() {
-                    None => categorical_eval(out, actions),
-                    Some(log_std) => gaussian_eval(out, log_std, actions),
-                };
+                let policy = model.evaluate(obs.clone(), t2(action_rows(head, &actions), outputs));
                 let loss = ppo_loss(
                     policy,
                     model.values(obs),
@@ -361,7 +343,7 @@ mod tests {
     fn global_clipping_scales_all_gradients_together() {
         let spec = ModelSpec {
             obs_dim: 2,
-            action: ActionHead::Categorical(2),
+            action: shoal_common::model::ActionHead::Categorical(2),
             hidden: vec![3],
             activation: Activation::Tanh,
         };

@@ -32,7 +32,7 @@ fn main() {
         "seed", "solved", "env_steps", "launch_s", "learner_s", "sps", "update%"
     );
     for seed in 1..=seeds {
-        let (summary, launch_secs) = shoal_train("configs/cartpole-ppo.toml", seed);
+        let (summary, launch_secs) = shoal_train("configs/cartpole-ppo.toml", seed, 2);
         let env_steps = summary["env_steps"].as_u64().unwrap();
         let wall = summary["wall_secs"].as_f64().unwrap();
         let update = summary["update_secs"].as_f64().unwrap();

@@ -140,6 +140,8 @@ pub fn worker_for(config: &RunConfig, spec: &ModelSpec, seed: u64) -> Worker {
         num_envs: config.num_envs,
         n_steps: config.n_steps,
         seed,
+        algorithm: config.algorithm,
+        a3c: Some(shoal_common::settings::A3cLoss::from_config(&config.a3c)),
         param_wait_ms: 0,
         normalize: config.normalize_settings(),
         model_fingerprint: spec.layout().fingerprint(),
@@ -163,19 +165,25 @@ pub fn collect_batch(
     Batch::from_rollouts(&collected, config.ppo.gamma, config.ppo.gae_lambda)
 }
 
-/// Runs `shoal train CONFIG --actors 2 --device flex --seed SEED --json` (config relative to the
+/// Runs `shoal train CONFIG --actors ACTORS --device flex --seed SEED --json` (config relative to the
 /// repository root) in a fresh run directory, as a user would; returns the JSON summary it prints
 /// and the wall-clock seconds from launch to exit.
 ///
 /// # Panics
 /// When the run fails (its stderr is in the message).
-pub fn shoal_train(config: &str, seed: u64) -> (serde_json::Value, f64) {
+pub fn shoal_train(config: &str, seed: u64, actors: u32) -> (serde_json::Value, f64) {
     let run_dir = temp_dir(&format!("train-{}-{seed}", config.replace('/', "_")));
     let start = std::time::Instant::now();
     let out = std::process::Command::new(shoal_exe())
         .current_dir(repo_root())
         .args([
-            "train", config, "--actors", "2", "--json", "--device", "flex",
+            "train",
+            config,
+            "--actors",
+            &actors.to_string(),
+            "--json",
+            "--device",
+            "flex",
         ])
         .args([
             "--seed",
