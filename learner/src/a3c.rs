@@ -217,7 +217,8 @@ pub(crate) fn train_loop(
                     continue;
                 }
                 progress.lag.record(staleness);
-                let norm = trainer.apply(g.grad.clone());
+                let mut g = g;
+                let norm = trainer.apply(std::mem::take(&mut g.grad));
                 stats.add(&g, norm);
                 progress.gradients_applied += 1;
                 applied += 1;

@@ -58,38 +58,64 @@ impl EpisodeWindow {
     }
 }
 
-/// Policy lag (versions behind) of the rollouts seen in one interval.
-#[derive(Debug, Clone, Copy, Default)]
+/// Policy lag (PPO: versions a rollout is behind) or staleness (A3C: versions a gradient is
+/// behind when applied) in one interval: a histogram with one bucket per version up to
+/// [`LagStats::BUCKETS`] − 1 and one for everything beyond.
+#[derive(Debug, Clone, Default)]
 pub struct LagStats {
-    min: u64,
+    counts: Vec<u64>,
     max: u64,
     sum: u64,
     count: u64,
 }
 
 impl LagStats {
-    /// Records one rollout's lag.
+    /// Histogram buckets (the last one holds every lag ≥ `BUCKETS − 1`).
+    pub const BUCKETS: usize = 64;
+
+    /// Records one lag.
     pub fn record(&mut self, lag: u64) {
-        if self.count == 0 {
-            self.min = lag;
-            self.max = lag;
-        } else {
-            self.min = self.min.min(lag);
-            self.max = self.max.max(lag);
+        if self.counts.is_empty() {
+            self.counts = vec![0; Self::BUCKETS];
         }
+        self.counts[(lag as usize).min(Self::BUCKETS - 1)] += 1;
+        self.max = self.max.max(lag);
         self.sum += lag;
         self.count += 1;
     }
 
-    fn json(&self) -> (Value, Value, Value) {
-        if self.count == 0 {
-            return (Value::Null, Value::Null, Value::Null);
+    /// The smallest lag with at least `q` of the records at or below it (the last bucket
+    /// stands for "at least 63").
+    fn quantile(&self, q: f64) -> u64 {
+        let want = (q * self.count as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (lag, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= want {
+                return lag as u64;
+            }
         }
-        (
-            json!(self.min),
+        self.max
+    }
+
+    /// `(min, avg, p50, p90, max)` as JSON (nulls when nothing was recorded).
+    fn json(&self) -> [Value; 5] {
+        if self.count == 0 {
+            return [
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+            ];
+        }
+        [
+            json!(self.quantile(0.0)),
             json!(self.sum as f64 / self.count as f64),
+            json!(self.quantile(0.5)),
+            json!(self.quantile(0.9)),
             json!(self.max),
-        )
+        ]
     }
 }
 
@@ -183,7 +209,7 @@ impl Progress {
         let stale_total = self.gradients_stale + service.gradients_stale;
         let applied_per_s = (self.gradients_applied - self.interval_applied) as f64 / dt;
         let stale_per_s = (stale_total - self.interval_stale) as f64 / dt;
-        let (lag_min, lag_avg, lag_max) = self.lag.json();
+        let [lag_min, lag_avg, lag_p50, lag_p90, lag_max] = self.lag.json();
         let u = self.last_update.unwrap_or_default();
         let has_update = self.last_update.is_some();
         let opt = |v: f64| {
@@ -213,6 +239,8 @@ impl Progress {
             "learning_rate": opt(u.learning_rate),
             "version_diff_min": lag_min,
             "version_diff_avg": lag_avg,
+            "version_diff_p50": lag_p50,
+            "version_diff_p90": lag_p90,
             "version_diff_max": lag_max,
             "connected_actors": service.connected_actors,
             "queue_depth": service.queue_depth,
@@ -263,7 +291,9 @@ pub fn log_status(row: &Value) {
         clipfrac = format_args!("{:.3}", f("clipfrac")),
         explained_variance = format_args!("{:.3}", f("explained_variance")),
         lag_min = format_args!("{}", row["version_diff_min"]),
-        lag_avg = format_args!("{}", row["version_diff_avg"]),
+        lag_avg = format_args!("{:.2}", f("version_diff_avg")),
+        lag_p50 = format_args!("{}", row["version_diff_p50"]),
+        lag_p90 = format_args!("{}", row["version_diff_p90"]),
         lag_max = format_args!("{}", row["version_diff_max"]),
         actors = u("connected_actors"),
         queue = u("queue_depth"),
@@ -295,10 +325,25 @@ mod tests {
     #[test]
     fn lag_stats() {
         let mut lag = LagStats::default();
-        assert_eq!(lag.json().0, Value::Null);
+        assert_eq!(lag.json()[0], Value::Null);
         for l in [0, 2, 1] {
             lag.record(l);
         }
-        assert_eq!(lag.json(), (json!(0), json!(1.0), json!(2)));
+        assert_eq!(
+            lag.json(),
+            [json!(0), json!(1.0), json!(1), json!(2), json!(2)]
+        );
+        // 90 records at 0, 10 at 5, one beyond the histogram: p50 0, p90 0, p99 5, max exact.
+        let mut lag = LagStats::default();
+        for _ in 0..90 {
+            lag.record(0);
+        }
+        for _ in 0..10 {
+            lag.record(5);
+        }
+        lag.record(1000);
+        let [_, _, p50, p90, max] = lag.json();
+        assert_eq!((p50, p90, max), (json!(0), json!(5), json!(1000)));
+        assert_eq!(lag.quantile(0.99), 5);
     }
 }
