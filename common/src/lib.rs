@@ -9,6 +9,7 @@
 //! - [`codec`]: parameters as little-endian `f32` bytes, layouts and fingerprints.
 //! - [`rollout`]: the rollout domain type and its validation (PPO).
 //! - [`gradient`]: the pushed-gradient domain type and its validation (A3C).
+//! - [`dqn`]: actor-side DQN math: the Ape-X ε schedule and n-step returns.
 //! - [`normalize`]: observation/return statistics, their merge, and the normalisation actors
 //!   apply.
 //! - [`settings`]: what an actor receives at registration, as domain types.
@@ -18,6 +19,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod dqn;
 pub mod env;
 pub mod gradient;
 pub mod logging;

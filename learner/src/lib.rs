@@ -6,6 +6,7 @@
 //! - [`trainer`]: the model and optimizer; one PPO update per batch of rollouts.
 //! - [`ppo`]: GAE and the PPO loss as pure functions.
 //! - [`a3c`]: A3C's parameter server side: flat parameters, one optimizer step per gradient.
+//! - [`dqn`]: distributed DQN's parts built so far: replay buffer, sum-tree, targets, loss.
 //! - [`param_store`]: versioned, immutable parameter snapshots (publish = swap an `Arc`).
 //! - [`status`]: the status line and metrics rows.
 //! - [`run_dir`]: the run directory and checkpoints.
@@ -21,6 +22,7 @@
 pub mod a3c;
 pub mod cli;
 pub mod device;
+pub mod dqn;
 pub mod param_store;
 pub mod ppo;
 pub mod run_dir;
