@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`worker`]: rollout collection (environments + sampling), free of networking.
 //! - [`a3c`]: n-step returns and the A3C loss gradient on a local autodiff copy.
+//! - [`dqn`]: ε-greedy collection of n-step transitions for distributed DQN.
 //! - [`policy`]: the detached inference copy of the network.
 //! - [`backoff`]: capped exponential backoff with jitter for reconnects.
 //! - [`cli`]: command-line arguments.
@@ -19,6 +20,7 @@
 pub mod a3c;
 pub mod backoff;
 pub mod cli;
+pub mod dqn;
 pub mod policy;
 pub mod worker;
 
@@ -39,6 +41,7 @@ use shoal_common::gradient::GradientPush;
 use shoal_common::normalize::{NormStats, NormStatsError, Normalizer};
 
 use crate::a3c::GradientComputer;
+use crate::dqn::DqnWorker;
 use shoal_common::proto::{self, parameter_server_client::ParameterServerClient};
 use shoal_common::settings::{ActorSettings, PROTOCOL_VERSION, SettingsError};
 
@@ -181,7 +184,7 @@ pub async fn run(
             .unwrap_or(0);
     let mut backoff = Backoff::new(Duration::from_millis(100), options.max_backoff, jitter_seed);
     let mut summary = ActorSummary::default();
-    let mut worker: Option<(ActorSettings, Worker)> = None;
+    let mut worker: Option<(ActorSettings, AnyWorker)> = None;
     let mut actor_id = None;
     loop {
         let retry = |backoff: &mut Backoff, what: &str, error: String| {
@@ -254,14 +257,17 @@ pub async fn run(
                 w.set_actor_id(settings.actor_id);
                 w
             }
-            _ => Worker::new(&settings)?,
+            _ => AnyWorker::new(&settings)?,
         };
-        let end = match settings.algorithm {
-            AlgorithmKind::Ppo => {
-                session(&mut client, &settings, &mut w, &mut summary, &shutdown).await
+        let end = match &mut w {
+            AnyWorker::Rollouts(w) if settings.algorithm == AlgorithmKind::A3c => {
+                a3c_session(&mut client, &settings, w, &mut summary, &shutdown).await
             }
-            AlgorithmKind::A3c => {
-                a3c_session(&mut client, &settings, &mut w, &mut summary, &shutdown).await
+            AnyWorker::Rollouts(w) => {
+                session(&mut client, &settings, w, &mut summary, &shutdown).await
+            }
+            AnyWorker::Transitions(w) => {
+                dqn_session(&mut client, &settings, w, &mut summary, &shutdown).await
             }
         };
         worker = Some((settings, w));
@@ -401,6 +407,96 @@ async fn session(
         tokio::select! {
             _ = tokio::time::timeout(param_wait, newer) => {}
             _ = shutdown.cancelled() => return Ok(SessionEnd::Cancelled),
+        }
+    }
+}
+
+/// The environments an actor keeps across reconnects: rollout collection (PPO, A3C) or
+/// transition collection (DQN).
+enum AnyWorker {
+    Rollouts(Worker),
+    Transitions(DqnWorker),
+}
+
+impl AnyWorker {
+    fn new(settings: &ActorSettings) -> Result<Self, ActorError> {
+        Ok(match (settings.algorithm, settings.dqn) {
+            (AlgorithmKind::Dqn, Some(dqn)) => Self::Transitions(DqnWorker::new(settings, dqn)?),
+            (AlgorithmKind::Dqn, None) => {
+                return Err(ActorError::Refused("DQN run without actor settings".into()));
+            }
+            _ => Self::Rollouts(Worker::new(settings)?),
+        })
+    }
+
+    fn set_actor_id(&mut self, actor_id: u32) {
+        match self {
+            Self::Rollouts(w) => w.set_actor_id(actor_id),
+            Self::Transitions(w) => w.set_actor_id(actor_id),
+        }
+    }
+}
+
+/// One connection's worth of DQN: fetch the parameters, then collect ε-greedy transitions and
+/// push them; each ack brings newer parameters when the learner has them.
+async fn dqn_session(
+    client: &mut Client,
+    settings: &ActorSettings,
+    worker: &mut DqnWorker,
+    summary: &mut ActorSummary,
+    shutdown: &CancellationToken,
+) -> Result<SessionEnd, SessionError> {
+    let layout = settings.model.layout();
+    let adopt = |p: proto::Parameters| -> Result<Policy, SessionError> {
+        let params = layout
+            .decode(&p.data)
+            .map_err(|e| SessionError::Fatal(e.into()))?;
+        Ok(Policy::new(
+            &settings.model,
+            &params,
+            p.version,
+            Normalizer::off(settings.model.obs_dim),
+        ))
+    };
+    let first = client
+        .get_parameters(proto::GetParametersRequest {
+            actor_id: settings.actor_id,
+            model_fingerprint: settings.model_fingerprint.clone(),
+            have_version: 0,
+        })
+        .await?
+        .into_inner()
+        .parameters
+        .ok_or_else(|| SessionError::Lost(Status::unavailable("learner sent no parameters")))?;
+    let mut policy = adopt(first)?;
+    loop {
+        if shutdown.is_cancelled() {
+            return Ok(SessionEnd::Cancelled);
+        }
+        let batch = worker.collect(&policy);
+        let env_steps = batch.len() as u64;
+        let msg = batch.to_proto(&settings.model_fingerprint);
+        let mut delay = Duration::from_millis(1);
+        let ack = loop {
+            match client.push_transitions(msg.clone()).await {
+                Ok(ack) => break ack.into_inner(),
+                Err(status) if status.code() == Code::ResourceExhausted => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.cancelled() => return Ok(SessionEnd::Cancelled),
+                    }
+                    delay = (delay * 2).min(Duration::from_millis(100));
+                }
+                Err(status) => return Err(status.into()),
+            }
+        };
+        summary.rollouts += 1;
+        summary.env_steps += env_steps;
+        if let Some(f) = ack.finished {
+            return Ok(SessionEnd::Finished(f.reason));
+        }
+        if let Some(p) = ack.parameters {
+            policy = adopt(p)?;
         }
     }
 }

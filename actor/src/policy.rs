@@ -101,6 +101,11 @@ impl Policy {
         act
     }
 
+    /// The policy head's raw outputs `[B, A]` (a DQN's Q-values) for each observation.
+    pub fn outputs(&self, obs: &[f32]) -> Vec<f32> {
+        read(self.model.logits(self.obs_tensor(obs)).into_data())
+    }
+
     /// V(s) for each (normalised) observation.
     pub fn values(&self, obs: &[f32]) -> Vec<f32> {
         read(self.model.values(self.obs_tensor(obs)).into_data())

@@ -160,6 +160,7 @@ mod tests {
             seed: 5,
             algorithm: shoal_common::config::AlgorithmKind::Ppo,
             a3c: None,
+            dqn: None,
             param_wait_ms: 10,
             normalize: NormalizeSettings::off(),
             model_fingerprint: model.layout().fingerprint(),

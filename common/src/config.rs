@@ -48,6 +48,76 @@ pub enum AlgorithmKind {
     /// Asynchronous advantage actor-critic: actors push gradients, the learner applies them as
     /// they arrive.
     A3c,
+    /// Distributed DQN (Ape-X): ε-greedy actors push n-step transitions into the learner's
+    /// replay buffer.
+    Dqn,
+}
+
+/// DQN hyperparameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DqnConfig {
+    /// Adam learning rate.
+    pub learning_rate: f64,
+    /// Discount γ.
+    pub gamma: f64,
+    /// Steps summed into each transition's return.
+    pub n_step: usize,
+    /// Replay capacity (transitions).
+    pub buffer_size: usize,
+    /// Transitions in the buffer before updates start.
+    pub learning_starts: usize,
+    /// Sampled transitions per update.
+    pub batch_size: usize,
+    /// Gradient updates per inserted transition, whatever the number of actors.
+    pub replay_ratio: f64,
+    /// Copy the online network into the target network every this many updates.
+    pub target_update_interval: u64,
+    /// Publish parameters to actors every this many updates.
+    pub publish_interval: u64,
+    /// Global gradient-norm clip.
+    pub max_grad_norm: f64,
+    /// Prioritised replay (sum-tree, importance weights).
+    pub prioritized: bool,
+    /// Priority exponent α.
+    pub priority_alpha: f64,
+    /// Importance-sampling exponent β at the start, annealed linearly to 1 over `total_steps`.
+    pub priority_beta: f64,
+    /// Ape-X: actor i of `num_actors` explores with `epsilon^(1 + epsilon_alpha·i/(N − 1))`.
+    pub epsilon: f64,
+    /// Ape-X's α.
+    pub epsilon_alpha: f64,
+    /// N of the schedule (the number of actors the run is meant for).
+    pub num_actors: usize,
+    /// Run greedy evaluation episodes every this many updates.
+    pub eval_interval: u64,
+    /// Greedy episodes per evaluation.
+    pub eval_episodes: usize,
+}
+
+impl Default for DqnConfig {
+    fn default() -> Self {
+        Self {
+            learning_rate: 1e-3,
+            gamma: 0.99,
+            n_step: 3,
+            buffer_size: 100_000,
+            learning_starts: 1_000,
+            batch_size: 64,
+            replay_ratio: 0.5,
+            target_update_interval: 250,
+            publish_interval: 10,
+            max_grad_norm: 10.0,
+            prioritized: false,
+            priority_alpha: 0.6,
+            priority_beta: 0.4,
+            epsilon: 0.4,
+            epsilon_alpha: 7.0,
+            num_actors: 2,
+            eval_interval: 500,
+            eval_episodes: 10,
+        }
+    }
 }
 
 /// A3C's optimizer on the learner.
@@ -128,6 +198,8 @@ pub struct RunConfig {
     pub ppo: PpoConfig,
     /// A3C hyperparameters.
     pub a3c: A3cConfig,
+    /// DQN hyperparameters.
+    pub dqn: DqnConfig,
     /// Network shape.
     pub model: ModelConfig,
     /// Observation normalisation and reward scaling.
@@ -249,6 +321,7 @@ impl Default for RunConfig {
             target_return: None,
             ppo: PpoConfig::default(),
             a3c: A3cConfig::default(),
+            dqn: DqnConfig::default(),
             model: ModelConfig::default(),
             normalize: NormalizeConfig::default(),
             learner: LearnerConfig::default(),
@@ -378,9 +451,30 @@ impl RunConfig {
                  rmsprop_alpha and rmsprop_momentum in [0, 1)",
             );
         }
+        let d = &self.dqn;
+        if !(positive(d.learning_rate)
+            && positive(d.replay_ratio)
+            && positive(d.max_grad_norm)
+            && (0.0..=1.0).contains(&d.gamma)
+            && (0.0..=1.0).contains(&d.epsilon)
+            && d.n_step >= 1
+            && d.batch_size >= 1
+            && d.buffer_size >= d.batch_size
+            && d.num_actors >= 1
+            && d.target_update_interval >= 1
+            && d.publish_interval >= 1
+            && d.eval_interval >= 1
+            && d.eval_episodes >= 1)
+        {
+            return invalid(
+                "dqn: learning_rate, replay_ratio and max_grad_norm must be positive, gamma and \
+                 epsilon in [0, 1], n_step, batch_size, num_actors and the intervals at least 1, \
+                 buffer_size at least batch_size",
+            );
+        }
         let n = &self.normalize;
-        if self.algorithm == AlgorithmKind::A3c && (n.observations || n.rewards) {
-            return invalid("normalize is not supported with algorithm = \"a3c\" in this version");
+        if self.algorithm != AlgorithmKind::Ppo && (n.observations || n.rewards) {
+            return invalid("normalize is supported with algorithm = \"ppo\" only in this version");
         }
         if ![n.clip_observations, n.clip_rewards, n.epsilon]
             .into_iter()

@@ -42,6 +42,17 @@ impl A3cLoss {
     }
 }
 
+/// A DQN actor's exploration and n-step settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DqnActor {
+    /// This actor's ε.
+    pub epsilon: f64,
+    /// Steps per transition.
+    pub n_step: usize,
+    /// Discount.
+    pub gamma: f64,
+}
+
 /// Everything an actor needs to run, from [`proto::RegisterResponse`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActorSettings {
@@ -59,6 +70,8 @@ pub struct ActorSettings {
     pub algorithm: AlgorithmKind,
     /// A3C's loss (A3C runs only).
     pub a3c: Option<A3cLoss>,
+    /// DQN's exploration and n-step settings (DQN runs only).
+    pub dqn: Option<DqnActor>,
     /// How long to wait for a newer version after a push (ms).
     pub param_wait_ms: u32,
     /// How observations and rewards are normalised.
@@ -166,6 +179,7 @@ impl ActorSettings {
         let algorithm = match proto::Algorithm::try_from(s.algorithm) {
             Ok(proto::Algorithm::Ppo) => AlgorithmKind::Ppo,
             Ok(proto::Algorithm::A3c) => AlgorithmKind::A3c,
+            Ok(proto::Algorithm::Dqn) => AlgorithmKind::Dqn,
             _ => return Err(invalid(&format!("unsupported algorithm {}", s.algorithm))),
         };
         let a3c = match (algorithm, &s.a3c) {
@@ -181,6 +195,25 @@ impl ActorSettings {
                     gamma: l.gamma,
                     vf_coef: l.vf_coef,
                     ent_coef: l.ent_coef,
+                })
+            }
+            _ => None,
+        };
+        let dqn = match (algorithm, &s.dqn) {
+            (AlgorithmKind::Dqn, None) => {
+                return Err(invalid("DQN run without its actor settings"));
+            }
+            (AlgorithmKind::Dqn, Some(d)) => {
+                if !((0.0..=1.0).contains(&d.epsilon)
+                    && (0.0..=1.0).contains(&d.gamma)
+                    && d.n_step >= 1)
+                {
+                    return Err(invalid("DQN actor settings out of range"));
+                }
+                Some(DqnActor {
+                    epsilon: d.epsilon,
+                    n_step: d.n_step as usize,
+                    gamma: d.gamma,
                 })
             }
             _ => None,
@@ -213,6 +246,7 @@ impl ActorSettings {
             seed: s.seed,
             algorithm,
             a3c,
+            dqn,
             param_wait_ms: s.param_wait_ms,
             normalize,
             model,
@@ -243,6 +277,7 @@ mod tests {
                 param_wait_ms: 100,
                 normalization: Some(normalize_to_proto(&NormalizeSettings::off())),
                 a3c: None,
+                dqn: None,
             }),
             model_fingerprint: spec.layout().fingerprint(),
             model: Some(model_spec_to_proto(&spec)),

@@ -192,7 +192,9 @@ pub(crate) fn train_loop(
             .min(Duration::from_millis(200));
         let first = match rx.recv_timeout(timeout) {
             Ok(Experience::Gradient(g)) => Some(g),
-            Ok(Experience::Rollout(_)) => unreachable!("the service refuses rollouts in A3C runs"),
+            Ok(Experience::Rollout(_) | Experience::Transitions(_)) => {
+                unreachable!("the service refuses rollouts and transitions in A3C runs")
+            }
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break ("gradient queue closed".into(), false),
         };

@@ -116,6 +116,8 @@ pub struct RunSummary {
     pub rollouts_stale: u64,
     /// Gradients applied (A3C).
     pub gradients_applied: u64,
+    /// Mean return of the last greedy evaluation (DQN).
+    pub eval_return_mean: Option<f64>,
     /// Gradients dropped as more than `max_staleness` versions old (A3C).
     pub gradients_stale: u64,
     /// The run directory.
@@ -202,6 +204,16 @@ pub async fn run(
                     let trainer = A3cTrainer::new(&config.a3c, &initial, selected.device);
                     a3c::train_loop(trainer_shared, rx, trainer, dir, trainer_shutdown)
                 }
+                AlgorithmKind::Dqn => {
+                    let trainer = dqn::trainer::DqnTrainer::new(
+                        &config,
+                        spec,
+                        &initial,
+                        selected.device,
+                        derive_seed(config.seed, streams::LEARNER),
+                    );
+                    dqn::train_loop(trainer_shared, rx, trainer, dir, trainer_shutdown)
+                }
             };
             let _ = done_tx.send(());
             result
@@ -232,7 +244,13 @@ pub async fn run(
     let mut server = server;
     let mut server_result = None;
     tokio::select! {
-        _ = done_rx => {}
+        _ = done_rx => {
+            // Pushing actors (A3C, DQN) learn that the run ended from the ack to their next push.
+            tokio::select! {
+                _ = shared.wait_until_pushers_told(Duration::from_secs(2)) => {}
+                result = &mut server => server_result = Some(result),
+            }
+        }
         result = &mut server => server_result = Some(result),
     }
     shutdown.cancel();
@@ -339,6 +357,7 @@ fn finish_run(
         update_secs: end.update_secs,
         rollouts_stale: progress.rollouts_stale,
         gradients_applied: progress.gradients_applied,
+        eval_return_mean: progress.eval_return_mean,
         gradients_stale: progress.gradients_stale
             + shared.counters.gradients_stale.load(Ordering::Relaxed),
         run_dir: dir.path().to_path_buf(),
@@ -383,8 +402,8 @@ fn train_loop(
             .saturating_duration_since(Instant::now())
             .min(Duration::from_millis(200));
         match rx.recv_timeout(timeout) {
-            Ok(Experience::Gradient(_)) => {
-                unreachable!("the service refuses gradients in PPO runs")
+            Ok(Experience::Gradient(_) | Experience::Transitions(_)) => {
+                unreachable!("the service refuses gradients and transitions in PPO runs")
             }
             Ok(Experience::Rollout(rollout)) => {
                 let rollout = *rollout;

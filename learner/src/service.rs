@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use shoal_common::codec::{CodecError, ParamLayout};
 use shoal_common::config::{AlgorithmKind, RunConfig};
+use shoal_common::dqn::{TransitionBatch, TransitionError, apex_epsilon};
 use shoal_common::gradient::{GradientError, GradientPush};
 use shoal_common::model::ModelSpec;
 use shoal_common::proto::{self, parameter_server_server::ParameterServer};
@@ -53,6 +54,9 @@ pub enum ServiceError {
     /// A malformed gradient.
     #[error(transparent)]
     Gradient(#[from] GradientError),
+    /// A malformed transition batch.
+    #[error(transparent)]
+    Transitions(#[from] TransitionError),
     /// The rpc belongs to another algorithm than the run's.
     #[error("this run trains with {run:?}; {rpc} is not part of it")]
     WrongAlgorithm {
@@ -87,6 +91,7 @@ impl From<ServiceError> for Status {
             ServiceError::UnknownActor(_) => Status::not_found(msg),
             ServiceError::Rollout(_)
             | ServiceError::Gradient(_)
+            | ServiceError::Transitions(_)
             | ServiceError::FutureVersion { .. } => Status::invalid_argument(msg),
             ServiceError::QueueFull(_) => Status::resource_exhausted(msg),
             ServiceError::ShuttingDown => Status::unavailable(msg),
@@ -116,6 +121,8 @@ pub enum Experience {
     Rollout(Box<Rollout>),
     /// A3C.
     Gradient(GradientPush),
+    /// DQN.
+    Transitions(TransitionBatch),
 }
 
 #[derive(Debug, Default)]
@@ -124,8 +131,10 @@ struct Actors {
     names: HashMap<u32, String>,
     /// Open parameter subscriptions per actor.
     subscribed: HashMap<u32, usize>,
-    /// When each A3C actor last pushed.
+    /// When each A3C/DQN actor last pushed.
     last_push: HashMap<u32, std::time::Instant>,
+    /// A3C/DQN actors whose ack said the run is over.
+    told_finished: HashSet<u32>,
 }
 
 /// An A3C actor counts as connected this long after its last push.
@@ -156,6 +165,7 @@ pub struct Shared {
     pub counters: Counters,
     queue: Sender<Experience>,
     actors: Mutex<Actors>,
+    told: tokio::sync::Notify,
     pending: Mutex<Pending>,
     shutdown: CancellationToken,
 }
@@ -190,6 +200,7 @@ impl Shared {
                 next_id: 1,
                 ..Actors::default()
             }),
+            told: tokio::sync::Notify::new(),
             pending: Mutex::new(Pending {
                 version,
                 ..Pending::default()
@@ -222,6 +233,37 @@ impl Shared {
             version,
             ..Pending::default()
         };
+    }
+
+    /// Records that `actor_id`'s ack said the run is over.
+    fn told_finished(&self, actor_id: u32) {
+        let mut actors = self.actors.lock().expect("actors lock");
+        actors.told_finished.insert(actor_id);
+        drop(actors);
+        self.told.notify_one();
+    }
+
+    /// Once the run is over: waits (at most `within`) until every actor that pushed within
+    /// [`A3C_CONNECTED_WINDOW`] has been told so by an ack. A3C and DQN actors do not subscribe
+    /// to the parameter stream; the ack to their next push is how they learn that the run
+    /// ended, so the server must still be up to give it.
+    pub async fn wait_until_pushers_told(&self, within: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let all_told = {
+                let actors = self.actors.lock().expect("actors lock");
+                actors.last_push.iter().all(|(id, t)| {
+                    actors.told_finished.contains(id) || t.elapsed() >= A3C_CONNECTED_WINDOW
+                })
+            };
+            if all_told {
+                return;
+            }
+            tokio::select! {
+                _ = self.told.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
+        }
     }
 
     fn check_algorithm(&self, want: AlgorithmKind, rpc: &'static str) -> Result<(), ServiceError> {
@@ -363,11 +405,23 @@ impl ParameterService {
                 algorithm: match c.algorithm {
                     AlgorithmKind::Ppo => proto::Algorithm::Ppo,
                     AlgorithmKind::A3c => proto::Algorithm::A3c,
+                    AlgorithmKind::Dqn => proto::Algorithm::Dqn,
                 } as i32,
                 param_wait_ms: c.learner.param_wait_ms,
                 normalization: Some(normalize_to_proto(&c.normalize_settings())),
                 a3c: (c.algorithm == AlgorithmKind::A3c)
                     .then(|| A3cLoss::from_config(&c.a3c).to_proto()),
+                // Actor ids count from 1; the schedule's index cycles over `dqn.num_actors`.
+                dqn: (c.algorithm == AlgorithmKind::Dqn).then(|| proto::DqnActor {
+                    epsilon: apex_epsilon(
+                        (actor_id as usize - 1) % c.dqn.num_actors,
+                        c.dqn.num_actors,
+                        c.dqn.epsilon,
+                        c.dqn.epsilon_alpha,
+                    ),
+                    n_step: c.dqn.n_step as u32,
+                    gamma: c.dqn.gamma,
+                }),
             }),
             model: Some(model_spec_to_proto(&s.spec)),
             model_fingerprint: s.fingerprint.clone(),
@@ -433,6 +487,7 @@ impl ParameterService {
         };
         if ack.finished.is_some() {
             ack.reason = "the run is over".into();
+            s.told_finished(msg.actor_id);
             return Ok(ack);
         }
         if msg.version > snap.version {
@@ -464,6 +519,63 @@ impl ParameterService {
                 warn!(actor_id = msg.actor_id, error = %e, "gradient refused");
             })?;
         match s.queue.try_send(Experience::Gradient(grad)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                s.counters.queue_full.fetch_add(1, Ordering::Relaxed);
+                return Err(ServiceError::QueueFull(s.config.learner.queue_capacity));
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(ServiceError::ShuttingDown),
+        }
+        ack.accepted = true;
+        Ok(ack)
+    }
+}
+
+impl ParameterService {
+    fn push_transitions(
+        &self,
+        msg: proto::TransitionBatch,
+    ) -> Result<proto::TransitionAck, ServiceError> {
+        let s = &self.shared;
+        s.check_algorithm(AlgorithmKind::Dqn, "PushTransitions")?;
+        s.check_actor(msg.actor_id, &msg.model_fingerprint)?;
+        let snap = s.store.latest();
+        let mut ack = proto::TransitionAck {
+            accepted: false,
+            current_version: snap.version,
+            parameters: (snap.version > msg.version)
+                .then(|| parameters_message(&snap, &s.fingerprint)),
+            finished: snap
+                .finished
+                .clone()
+                .map(|reason| proto::RunFinished { reason }),
+        };
+        if ack.finished.is_some() {
+            s.told_finished(msg.actor_id);
+            return Ok(ack);
+        }
+        if msg.version > snap.version {
+            return Err(ServiceError::FutureVersion {
+                got: msg.version,
+                latest: snap.version,
+            });
+        }
+        s.actors
+            .lock()
+            .expect("actors lock")
+            .last_push
+            .insert(msg.actor_id, std::time::Instant::now());
+        let batch = TransitionBatch::from_proto(
+            &msg,
+            s.config.n_steps * s.config.num_envs,
+            s.spec.obs_dim,
+            s.spec.action.outputs(),
+        )
+        .inspect_err(|e| {
+            s.counters.rollouts_rejected.fetch_add(1, Ordering::Relaxed);
+            warn!(actor_id = msg.actor_id, error = %e, "transitions refused");
+        })?;
+        match s.queue.try_send(Experience::Transitions(batch)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 s.counters.queue_full.fetch_add(1, Ordering::Relaxed);
@@ -602,5 +714,12 @@ impl ParameterServer for ParameterService {
         request: Request<proto::Gradient>,
     ) -> Result<Response<proto::GradientAck>, Status> {
         Ok(Response::new(self.push_gradient(request.into_inner())?))
+    }
+
+    async fn push_transitions(
+        &self,
+        request: Request<proto::TransitionBatch>,
+    ) -> Result<Response<proto::TransitionAck>, Status> {
+        Ok(Response::new(self.push_transitions(request.into_inner())?))
     }
 }

@@ -119,6 +119,25 @@ impl LagStats {
     }
 }
 
+/// DQN's extra status quantities.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DqnView {
+    /// Transitions in the replay buffer.
+    pub replay_size: usize,
+    /// Updates per inserted transition so far.
+    pub replay_ratio: f64,
+    /// Smallest actor ε of the schedule.
+    pub epsilon_min: f64,
+    /// Largest actor ε of the schedule.
+    pub epsilon_max: f64,
+    /// Mean Q(s, a) of the last update's batch.
+    pub q_mean: f64,
+    /// Mean |TD error| of the last update's batch.
+    pub td_abs_mean: f64,
+    /// The last update's loss.
+    pub loss: f64,
+}
+
 /// Everything the trainer counts.
 #[derive(Debug)]
 pub struct Progress {
@@ -142,6 +161,10 @@ pub struct Progress {
     pub lag: LagStats,
     /// Longest time the trainer waited for a batch to fill, in the current interval (s).
     pub longest_wait_secs: f64,
+    /// Mean return of the last greedy evaluation (DQN).
+    pub eval_return_mean: Option<f64>,
+    /// DQN's replay and value statistics.
+    pub dqn: Option<DqnView>,
     /// Gradients applied (A3C).
     pub gradients_applied: u64,
     /// Gradients dropped by the trainer as more than `max_staleness` versions old (A3C).
@@ -184,6 +207,8 @@ impl Progress {
             last_update: None,
             lag: LagStats::default(),
             longest_wait_secs: 0.0,
+            eval_return_mean: None,
+            dqn: None,
             gradients_applied: 0,
             gradients_stale: 0,
             interval_start: now,
@@ -219,7 +244,19 @@ impl Progress {
                 Value::Null
             }
         };
-        let row = json!({
+        let dqn = self.dqn;
+        let dq = |f: fn(&DqnView) -> f64| dqn.as_ref().map(f);
+        let dqn_row = json!({
+            "eval_return_mean": self.eval_return_mean,
+            "replay_size": dqn.map(|v| v.replay_size),
+            "replay_ratio": dq(|v| v.replay_ratio),
+            "epsilon_min": dq(|v| v.epsilon_min),
+            "epsilon_max": dq(|v| v.epsilon_max),
+            "q_mean": dq(|v| v.q_mean),
+            "td_error": dq(|v| v.td_abs_mean),
+            "dqn_loss": dq(|v| v.loss),
+        });
+        let mut row = json!({
             "time_s": self.elapsed_secs(),
             "env_steps": self.env_steps,
             "sps": sps,
@@ -255,6 +292,9 @@ impl Progress {
             "gradients_stale_per_s": stale_per_s,
             "gradients_rejected": service.gradients_rejected,
         });
+        if let (Some(row), Value::Object(extra)) = (row.as_object_mut(), dqn_row) {
+            row.extend(extra);
+        }
         self.interval_start = now;
         self.interval_steps = self.env_steps;
         self.interval_applied = self.gradients_applied;
@@ -284,6 +324,11 @@ pub fn log_status(row: &Value) {
         episodes = u("episodes"),
         return_mean_100 = format_args!("{:.1}", f("return_mean_100")),
         return_max_100 = format_args!("{:.1}", f("return_max_100")),
+        eval_return_mean = format_args!("{:.1}", f("eval_return_mean")),
+        replay_size = u("replay_size"),
+        replay_ratio = format_args!("{:.3}", f("replay_ratio")),
+        q_mean = format_args!("{:.3}", f("q_mean")),
+        td_error = format_args!("{:.4}", f("td_error")),
         policy_loss = format_args!("{:.4}", f("policy_loss")),
         value_loss = format_args!("{:.4}", f("value_loss")),
         entropy = format_args!("{:.4}", f("entropy")),

@@ -12,6 +12,7 @@ const CONFIGS: &[(&str, u32)] = &[
     ("configs/acrobot-ppo.toml", 2),
     ("configs/pendulum-ppo.toml", 2),
     ("configs/cartpole-a3c.toml", 4),
+    ("configs/cartpole-dqn.toml", 2),
     ("configs/gridworld-3x3-ppo.toml", 2),
     ("configs/gridworld-4x4-ppo.toml", 2),
 ];

@@ -142,6 +142,7 @@ pub fn worker_for(config: &RunConfig, spec: &ModelSpec, seed: u64) -> Worker {
         seed,
         algorithm: config.algorithm,
         a3c: Some(shoal_common::settings::A3cLoss::from_config(&config.a3c)),
+        dqn: None,
         param_wait_ms: 0,
         normalize: config.normalize_settings(),
         model_fingerprint: spec.layout().fingerprint(),
