@@ -372,7 +372,9 @@ async fn session(
         let version = current.version();
         policy = Some(current);
         let msg = rollout.to_proto(&settings.model_fingerprint);
-        let ack = match push_with_retry(client, msg, shutdown).await {
+        let ack = match retry_while_full(shutdown, async || client.push_rollout(msg.clone()).await)
+            .await
+        {
             Ok(ack) => ack,
             // A learner that ends the run tells its subscribers and then closes every
             // connection; a push in flight can fail first. The stream says which it was.
@@ -437,6 +439,49 @@ impl AnyWorker {
     }
 }
 
+/// The newest parameters, fetched once at the start of an A3C or DQN session.
+async fn first_parameters(
+    client: &mut Client,
+    settings: &ActorSettings,
+) -> Result<proto::Parameters, SessionError> {
+    client
+        .get_parameters(proto::GetParametersRequest {
+            actor_id: settings.actor_id,
+            model_fingerprint: settings.model_fingerprint.clone(),
+            have_version: 0,
+        })
+        .await?
+        .into_inner()
+        .parameters
+        .ok_or_else(|| SessionError::Lost(Status::unavailable("learner sent no parameters")))
+}
+
+/// Calls `push` until the learner takes it, backing off (1 ms doubling to 100 ms) while its
+/// queue is full. `None` when cancelled.
+async fn retry_while_full<T>(
+    shutdown: &CancellationToken,
+    mut push: impl AsyncFnMut() -> Result<tonic::Response<T>, Status>,
+) -> Result<Option<T>, SessionError> {
+    let mut delay = Duration::from_millis(1);
+    loop {
+        match push().await {
+            Ok(reply) => return Ok(Some(reply.into_inner())),
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                debug!(
+                    delay_ms = delay.as_millis() as u64,
+                    "learner queue full; backing off"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.cancelled() => return Ok(None),
+                }
+                delay = (delay * 2).min(Duration::from_millis(100));
+            }
+            Err(status) => return Err(status.into()),
+        }
+    }
+}
+
 /// One connection's worth of DQN: fetch the parameters, then collect ε-greedy transitions and
 /// push them; each ack brings newer parameters when the learner has them.
 async fn dqn_session(
@@ -458,17 +503,7 @@ async fn dqn_session(
             Normalizer::off(settings.model.obs_dim),
         ))
     };
-    let first = client
-        .get_parameters(proto::GetParametersRequest {
-            actor_id: settings.actor_id,
-            model_fingerprint: settings.model_fingerprint.clone(),
-            have_version: 0,
-        })
-        .await?
-        .into_inner()
-        .parameters
-        .ok_or_else(|| SessionError::Lost(Status::unavailable("learner sent no parameters")))?;
-    let mut policy = adopt(first)?;
+    let mut policy = adopt(first_parameters(client, settings).await?)?;
     loop {
         if shutdown.is_cancelled() {
             return Ok(SessionEnd::Cancelled);
@@ -476,19 +511,12 @@ async fn dqn_session(
         let batch = worker.collect(&policy);
         let env_steps = batch.len() as u64;
         let msg = batch.to_proto(&settings.model_fingerprint);
-        let mut delay = Duration::from_millis(1);
-        let ack = loop {
-            match client.push_transitions(msg.clone()).await {
-                Ok(ack) => break ack.into_inner(),
-                Err(status) if status.code() == Code::ResourceExhausted => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.cancelled() => return Ok(SessionEnd::Cancelled),
-                    }
-                    delay = (delay * 2).min(Duration::from_millis(100));
-                }
-                Err(status) => return Err(status.into()),
-            }
+        let Some(ack) = retry_while_full(shutdown, async || {
+            client.push_transitions(msg.clone()).await
+        })
+        .await?
+        else {
+            return Ok(SessionEnd::Cancelled);
         };
         summary.rollouts += 1;
         summary.env_steps += env_steps;
@@ -527,18 +555,7 @@ async fn a3c_session(
         );
         Ok((params, policy))
     };
-    let first = client
-        .get_parameters(proto::GetParametersRequest {
-            actor_id: settings.actor_id,
-            model_fingerprint: settings.model_fingerprint.clone(),
-            have_version: 0,
-        })
-        .await?
-        .into_inner();
-    let first = first
-        .parameters
-        .ok_or_else(|| SessionError::Lost(Status::unavailable("learner sent no parameters")))?;
-    let (mut params, mut policy) = adopt(first)?;
+    let (mut params, mut policy) = adopt(first_parameters(client, settings).await?)?;
     loop {
         if shutdown.is_cancelled() {
             return Ok(SessionEnd::Cancelled);
@@ -558,19 +575,10 @@ async fn a3c_session(
             entropy: g.entropy,
         }
         .to_proto(&settings.model_fingerprint);
-        let mut delay = Duration::from_millis(1);
-        let ack = loop {
-            match client.push_gradient(msg.clone()).await {
-                Ok(ack) => break ack.into_inner(),
-                Err(status) if status.code() == Code::ResourceExhausted => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.cancelled() => return Ok(SessionEnd::Cancelled),
-                    }
-                    delay = (delay * 2).min(Duration::from_millis(100));
-                }
-                Err(status) => return Err(status.into()),
-            }
+        let Some(ack) =
+            retry_while_full(shutdown, async || client.push_gradient(msg.clone()).await).await?
+        else {
+            return Ok(SessionEnd::Cancelled);
         };
         summary.rollouts += 1;
         summary.env_steps += env_steps as u64;
@@ -599,32 +607,6 @@ async fn run_finished(rx: &mut watch::Receiver<Latest>, within: Duration) -> Opt
             _ => None,
         },
         _ => None,
-    }
-}
-
-/// Pushes a rollout, backing off while the learner's queue is full. `None` when cancelled.
-async fn push_with_retry(
-    client: &mut Client,
-    msg: proto::Rollout,
-    shutdown: &CancellationToken,
-) -> Result<Option<proto::PushAck>, SessionError> {
-    let mut delay = Duration::from_millis(5);
-    loop {
-        match client.push_rollout(msg.clone()).await {
-            Ok(ack) => return Ok(Some(ack.into_inner())),
-            Err(status) if status.code() == Code::ResourceExhausted => {
-                debug!(
-                    delay_ms = delay.as_millis() as u64,
-                    "learner queue full; backing off"
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.cancelled() => return Ok(None),
-                }
-                delay = (delay * 2).min(Duration::from_millis(500));
-            }
-            Err(status) => return Err(status.into()),
-        }
     }
 }
 

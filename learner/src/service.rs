@@ -235,6 +235,45 @@ impl Shared {
         };
     }
 
+    /// The start of a push from an actor that does not subscribe (A3C, DQN): the newest
+    /// snapshot (when the run is over, the actor is recorded as told so by the ack being made);
+    /// versions from the future are refused; the push time is recorded.
+    fn begin_push(
+        &self,
+        actor_id: u32,
+        version: u64,
+    ) -> Result<Arc<crate::param_store::Snapshot>, ServiceError> {
+        let snap = self.store.latest();
+        if snap.finished.is_some() {
+            self.told_finished(actor_id);
+            return Ok(snap);
+        }
+        if version > snap.version {
+            return Err(ServiceError::FutureVersion {
+                got: version,
+                latest: snap.version,
+            });
+        }
+        self.actors
+            .lock()
+            .expect("actors lock")
+            .last_push
+            .insert(actor_id, std::time::Instant::now());
+        Ok(snap)
+    }
+
+    /// Hands validated experience to the trainer; a full queue is backpressure.
+    fn enqueue(&self, experience: Experience) -> Result<(), ServiceError> {
+        match self.queue.try_send(experience) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
+                Err(ServiceError::QueueFull(self.config.learner.queue_capacity))
+            }
+            Err(TrySendError::Disconnected(_)) => Err(ServiceError::ShuttingDown),
+        }
+    }
+
     /// Records that `actor_id`'s ack said the run is over.
     fn told_finished(&self, actor_id: u32) {
         let mut actors = self.actors.lock().expect("actors lock");
@@ -443,14 +482,7 @@ impl ParameterService {
             s.counters.rollouts_rejected.fetch_add(1, Ordering::Relaxed);
             warn!(actor_id = msg.actor_id, error = %e, "rollout refused");
         })?;
-        match s.queue.try_send(Experience::Rollout(Box::new(rollout))) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                s.counters.queue_full.fetch_add(1, Ordering::Relaxed);
-                return Err(ServiceError::QueueFull(s.config.learner.queue_capacity));
-            }
-            Err(TrySendError::Disconnected(_)) => return Err(ServiceError::ShuttingDown),
-        }
+        s.enqueue(Experience::Rollout(Box::new(rollout)))?;
         let (fresh, wants_more) = s.note_push(msg.actor_id, msg.version);
         Ok(proto::PushAck {
             accepted: fresh,
@@ -473,7 +505,7 @@ impl ParameterService {
         let s = &self.shared;
         s.check_algorithm(AlgorithmKind::A3c, "PushGradient")?;
         s.check_actor(msg.actor_id, &msg.model_fingerprint)?;
-        let snap = s.store.latest();
+        let snap = s.begin_push(msg.actor_id, msg.version)?;
         let mut ack = proto::GradientAck {
             accepted: false,
             reason: String::new(),
@@ -487,20 +519,8 @@ impl ParameterService {
         };
         if ack.finished.is_some() {
             ack.reason = "the run is over".into();
-            s.told_finished(msg.actor_id);
             return Ok(ack);
         }
-        if msg.version > snap.version {
-            return Err(ServiceError::FutureVersion {
-                got: msg.version,
-                latest: snap.version,
-            });
-        }
-        s.actors
-            .lock()
-            .expect("actors lock")
-            .last_push
-            .insert(msg.actor_id, std::time::Instant::now());
         let staleness = snap.version - msg.version;
         if staleness > s.config.a3c.max_staleness {
             s.counters.gradients_stale.fetch_add(1, Ordering::Relaxed);
@@ -518,14 +538,7 @@ impl ParameterService {
                     .fetch_add(1, Ordering::Relaxed);
                 warn!(actor_id = msg.actor_id, error = %e, "gradient refused");
             })?;
-        match s.queue.try_send(Experience::Gradient(grad)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                s.counters.queue_full.fetch_add(1, Ordering::Relaxed);
-                return Err(ServiceError::QueueFull(s.config.learner.queue_capacity));
-            }
-            Err(TrySendError::Disconnected(_)) => return Err(ServiceError::ShuttingDown),
-        }
+        s.enqueue(Experience::Gradient(grad))?;
         ack.accepted = true;
         Ok(ack)
     }
@@ -539,7 +552,7 @@ impl ParameterService {
         let s = &self.shared;
         s.check_algorithm(AlgorithmKind::Dqn, "PushTransitions")?;
         s.check_actor(msg.actor_id, &msg.model_fingerprint)?;
-        let snap = s.store.latest();
+        let snap = s.begin_push(msg.actor_id, msg.version)?;
         let mut ack = proto::TransitionAck {
             accepted: false,
             current_version: snap.version,
@@ -551,20 +564,8 @@ impl ParameterService {
                 .map(|reason| proto::RunFinished { reason }),
         };
         if ack.finished.is_some() {
-            s.told_finished(msg.actor_id);
             return Ok(ack);
         }
-        if msg.version > snap.version {
-            return Err(ServiceError::FutureVersion {
-                got: msg.version,
-                latest: snap.version,
-            });
-        }
-        s.actors
-            .lock()
-            .expect("actors lock")
-            .last_push
-            .insert(msg.actor_id, std::time::Instant::now());
         let batch = TransitionBatch::from_proto(
             &msg,
             s.config.n_steps * s.config.num_envs,
@@ -575,14 +576,7 @@ impl ParameterService {
             s.counters.rollouts_rejected.fetch_add(1, Ordering::Relaxed);
             warn!(actor_id = msg.actor_id, error = %e, "transitions refused");
         })?;
-        match s.queue.try_send(Experience::Transitions(batch)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                s.counters.queue_full.fetch_add(1, Ordering::Relaxed);
-                return Err(ServiceError::QueueFull(s.config.learner.queue_capacity));
-            }
-            Err(TrySendError::Disconnected(_)) => return Err(ServiceError::ShuttingDown),
-        }
+        s.enqueue(Experience::Transitions(batch))?;
         ack.accepted = true;
         Ok(ack)
     }

@@ -124,7 +124,7 @@ impl LagStats {
 pub struct DqnView {
     /// Transitions in the replay buffer.
     pub replay_size: usize,
-    /// Updates per inserted transition so far.
+    /// Updates per transition inserted since updates began.
     pub replay_ratio: f64,
     /// Smallest actor ε of the schedule.
     pub epsilon_min: f64,

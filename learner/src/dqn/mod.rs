@@ -63,7 +63,8 @@ pub(crate) fn train_loop(
     let mut progress = Progress::new();
     let mut next_status = Instant::now() + interval;
     let normalization = (*shared.store.latest().normalization).clone();
-    let (mut inserted, mut owed, mut update_secs) = (0u64, 0.0f64, 0.0f64);
+    // Transitions inserted since updates began: the replay ratio achieved is judged on them.
+    let (mut learning_inserted, mut owed, mut update_secs) = (0u64, 0.0f64, 0.0f64);
     let mut last = trainer::DqnStats::default();
     let mut evaluations = 0u64;
     let eps = [
@@ -87,9 +88,9 @@ pub(crate) fn train_loop(
                     .lag
                     .record(progress.version.saturating_sub(batch.version));
                 trainer.insert(&batch);
-                inserted += batch.len() as u64;
                 if trainer.replay.len() >= d.learning_starts {
                     owed += batch.len() as f64 * d.replay_ratio;
+                    learning_inserted += batch.len() as u64;
                 }
                 let start = Instant::now();
                 let frac = (progress.env_steps as f64 / config.total_steps.max(1) as f64).min(1.0);
@@ -127,7 +128,7 @@ pub(crate) fn train_loop(
                 update_secs += start.elapsed().as_secs_f64();
                 progress.dqn = Some(DqnView {
                     replay_size: trainer.replay.len(),
-                    replay_ratio: progress.updates as f64 / inserted.max(1) as f64,
+                    replay_ratio: progress.updates as f64 / learning_inserted.max(1) as f64,
                     epsilon_min: eps[0],
                     epsilon_max: eps[1],
                     q_mean: last.q_mean,
