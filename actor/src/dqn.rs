@@ -1,22 +1,12 @@
 //! The DQN actor's inner loop: ε-greedy steps with the local Q-network and n-step transitions
 //! assembled per environment, free of networking.
 
-use shoal_common::dqn::{TransitionBatch, n_step_returns};
+use shoal_common::dqn::{TransitionBatch, argmax, n_step_returns};
 use shoal_common::env::{EnvError, VecEnv, VecStep};
 use shoal_common::rng::{Rng, derive_seed};
 use shoal_common::settings::{ActorSettings, DqnActor};
 
 use crate::policy::Policy;
-
-/// Index of the largest value (the first on ties).
-pub fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bq), (i, &q)| {
-            if q > bq { (i, q) } else { (bi, bq) }
-        })
-        .0
-}
 
 /// Environments and exploration state of one DQN actor.
 pub struct DqnWorker {

@@ -140,6 +140,16 @@ impl TransitionBatch {
     }
 }
 
+/// Index of the largest value (the first on ties): the greedy action of a row of Q-values.
+pub fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bq), (i, &q)| {
+            if q > bq { (i, q) } else { (bi, bq) }
+        })
+        .0
+}
+
 /// Actor `i` of `n`'s ε: `ε^(1 + α·i/(n − 1))` (one actor: `ε`).
 pub fn apex_epsilon(i: usize, n: usize, epsilon: f64, alpha: f64) -> f64 {
     if n <= 1 {

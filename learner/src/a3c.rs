@@ -21,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::run_dir::RunDir;
 use crate::service::{Experience, Shared};
-use crate::status::{Progress, log_status};
+use crate::status::Progress;
 use crate::trainer::UpdateStats;
-use crate::{LearnerError, RunEnd, RunSummary, finish_run, service_view, stop_reason};
+use crate::{LearnerError, RunEnd, RunSummary, finish_run, stop_reason, write_status};
 
 /// Gradients applied back to back before the new parameters are published: under load the
 /// learner publishes once per burst instead of once per gradient (the read-back and encoding
@@ -240,9 +240,7 @@ pub(crate) fn train_loop(
             if let Some(s) = stats.take(config.a3c.learning_rate) {
                 progress.last_update = Some(s);
             }
-            let row = progress.snapshot(service_view(&shared));
-            log_status(&row);
-            dir.write_metrics(&row)?;
+            write_status(&shared, &mut progress, &mut dir)?;
             next_status = Instant::now() + interval;
         }
     };

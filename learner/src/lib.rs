@@ -292,6 +292,17 @@ fn service_view(shared: &Shared) -> ServiceView {
     }
 }
 
+/// Closes a status interval: one status line and one `metrics.jsonl` row.
+fn write_status(
+    shared: &Shared,
+    progress: &mut Progress,
+    dir: &mut RunDir,
+) -> Result<(), LearnerError> {
+    let row = progress.snapshot(service_view(shared));
+    log_status(&row);
+    dir.write_metrics(&row)
+}
+
 /// Whether a run should stop after `progress`: the reason and whether it solved the task.
 fn stop_reason(config: &RunConfig, progress: &Progress) -> Option<(String, bool)> {
     if let (Some(target), Some(mean)) = (config.target_return, progress.episodes.full_mean())
@@ -328,9 +339,7 @@ fn finish_run(
 ) -> Result<RunSummary, LearnerError> {
     // Tell actors first, so they stop collecting while the checkpoint is written.
     shared.store.finish(end.reason.clone());
-    let row = progress.snapshot(service_view(shared));
-    log_status(&row);
-    dir.write_metrics(&row)?;
+    write_status(shared, progress, dir)?;
     let counters = CheckpointCounters {
         version: progress.version,
         env_steps: progress.env_steps,
@@ -458,9 +467,7 @@ fn train_loop(
             Err(RecvTimeoutError::Disconnected) => break "rollout queue closed".to_string(),
         }
         if Instant::now() >= next_status {
-            let row = progress.snapshot(service_view(&shared));
-            log_status(&row);
-            dir.write_metrics(&row)?;
+            write_status(&shared, &mut progress, &mut dir)?;
             next_status = Instant::now() + interval;
         }
     };

@@ -114,6 +114,13 @@ pub struct Counters {
     pub gradients_stale: AtomicU64,
 }
 
+/// What every push-and-pull ack carries besides its verdict.
+struct PushStart {
+    current_version: u64,
+    parameters: Option<proto::Parameters>,
+    finished: Option<proto::RunFinished>,
+}
+
 /// What the handlers queue for the trainer.
 #[derive(Debug)]
 pub enum Experience {
@@ -235,18 +242,23 @@ impl Shared {
         };
     }
 
-    /// The start of a push from an actor that does not subscribe (A3C, DQN): the newest
-    /// snapshot (when the run is over, the actor is recorded as told so by the ack being made);
+    /// The start of a push from an actor that does not subscribe (A3C, DQN): what its ack
+    /// carries besides the verdict (when the run is over, the actor is recorded as told so);
     /// versions from the future are refused; the push time is recorded.
-    fn begin_push(
-        &self,
-        actor_id: u32,
-        version: u64,
-    ) -> Result<Arc<crate::param_store::Snapshot>, ServiceError> {
+    fn begin_push(&self, actor_id: u32, version: u64) -> Result<PushStart, ServiceError> {
         let snap = self.store.latest();
-        if snap.finished.is_some() {
+        let start = PushStart {
+            current_version: snap.version,
+            parameters: (snap.version > version)
+                .then(|| parameters_message(&snap, &self.fingerprint)),
+            finished: snap
+                .finished
+                .clone()
+                .map(|reason| proto::RunFinished { reason }),
+        };
+        if start.finished.is_some() {
             self.told_finished(actor_id);
-            return Ok(snap);
+            return Ok(start);
         }
         if version > snap.version {
             return Err(ServiceError::FutureVersion {
@@ -259,7 +271,7 @@ impl Shared {
             .expect("actors lock")
             .last_push
             .insert(actor_id, std::time::Instant::now());
-        Ok(snap)
+        Ok(start)
     }
 
     /// Hands validated experience to the trainer; a full queue is backpressure.
@@ -505,23 +517,19 @@ impl ParameterService {
         let s = &self.shared;
         s.check_algorithm(AlgorithmKind::A3c, "PushGradient")?;
         s.check_actor(msg.actor_id, &msg.model_fingerprint)?;
-        let snap = s.begin_push(msg.actor_id, msg.version)?;
+        let start = s.begin_push(msg.actor_id, msg.version)?;
+        let staleness = start.current_version - msg.version;
         let mut ack = proto::GradientAck {
             accepted: false,
             reason: String::new(),
-            current_version: snap.version,
-            parameters: (snap.version > msg.version)
-                .then(|| parameters_message(&snap, &s.fingerprint)),
-            finished: snap
-                .finished
-                .clone()
-                .map(|reason| proto::RunFinished { reason }),
+            current_version: start.current_version,
+            parameters: start.parameters,
+            finished: start.finished,
         };
         if ack.finished.is_some() {
             ack.reason = "the run is over".into();
             return Ok(ack);
         }
-        let staleness = snap.version - msg.version;
         if staleness > s.config.a3c.max_staleness {
             s.counters.gradients_stale.fetch_add(1, Ordering::Relaxed);
             ack.reason = format!(
@@ -552,16 +560,12 @@ impl ParameterService {
         let s = &self.shared;
         s.check_algorithm(AlgorithmKind::Dqn, "PushTransitions")?;
         s.check_actor(msg.actor_id, &msg.model_fingerprint)?;
-        let snap = s.begin_push(msg.actor_id, msg.version)?;
+        let start = s.begin_push(msg.actor_id, msg.version)?;
         let mut ack = proto::TransitionAck {
             accepted: false,
-            current_version: snap.version,
-            parameters: (snap.version > msg.version)
-                .then(|| parameters_message(&snap, &s.fingerprint)),
-            finished: snap
-                .finished
-                .clone()
-                .map(|reason| proto::RunFinished { reason }),
+            current_version: start.current_version,
+            parameters: start.parameters,
+            finished: start.finished,
         };
         if ack.finished.is_some() {
             return Ok(ack);

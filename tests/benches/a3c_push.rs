@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use shoal_common::codec::encode_f32;
 use shoal_common::config::{DeviceChoice, RunConfig};
 use shoal_common::proto;
-use shoal_common::settings::{ActorSettings, PROTOCOL_VERSION};
 use shoal_tests::{TestLearner, repo_root, temp_dir};
 use tonic::Code;
 
@@ -28,17 +27,7 @@ struct PusherResult {
 async fn pusher(url: String, until: Instant) -> PusherResult {
     let endpoint = shoal_actor::endpoint(&url).unwrap();
     let mut c = shoal_actor::connect(&endpoint).await.unwrap();
-    let s = ActorSettings::from_proto(
-        &c.register(proto::RegisterRequest {
-            protocol_version: PROTOCOL_VERSION as i32,
-            name: "bench".into(),
-            previous_actor_id: None,
-        })
-        .await
-        .unwrap()
-        .into_inner(),
-    )
-    .unwrap();
+    let s = shoal_tests::register_probe(&mut c).await;
     let n = s.model.layout().num_floats();
     let data = encode_f32(&vec![1e-4; n]);
     let mut version = 1;

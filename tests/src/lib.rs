@@ -132,6 +132,20 @@ pub fn cartpole_config() -> RunConfig {
         .expect("configs/cartpole-ppo.toml")
 }
 
+/// Registers a probe client (protocol tests and benchmarks) and reads its settings.
+pub async fn register_probe(client: &mut shoal_actor::Client) -> ActorSettings {
+    let resp = client
+        .register(shoal_common::proto::RegisterRequest {
+            protocol_version: shoal_common::settings::PROTOCOL_VERSION as i32,
+            name: "probe".into(),
+            previous_actor_id: None,
+        })
+        .await
+        .expect("registration")
+        .into_inner();
+    ActorSettings::from_proto(&resp).expect("usable settings")
+}
+
 /// A worker for `config`'s environment, seeded with `seed`.
 pub fn worker_for(config: &RunConfig, spec: &ModelSpec, seed: u64) -> Worker {
     let settings = ActorSettings {

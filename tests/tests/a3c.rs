@@ -11,9 +11,9 @@ use shoal_common::gradient::GradientPush;
 use shoal_common::model::action_rows;
 use shoal_common::normalize::Normalizer;
 use shoal_common::proto::{self, parameter_server_client::ParameterServerClient};
-use shoal_common::settings::{A3cLoss, ActorSettings, PROTOCOL_VERSION};
+use shoal_common::settings::A3cLoss;
 use shoal_learner::a3c::{A3cTrainer, optimizer};
-use shoal_tests::{TestLearner, repo_root, spawn_actor, temp_dir, worker_for};
+use shoal_tests::{TestLearner, register_probe, repo_root, spawn_actor, temp_dir, worker_for};
 use tonic::Code;
 
 fn a3c_config() -> RunConfig {
@@ -136,16 +136,7 @@ async fn stale_gradients_are_refused_and_counted() {
     config.learner.device = DeviceChoice::Flex;
     let learner = TestLearner::start(config.clone(), temp_dir("a3c-stale")).await;
     let mut c = ParameterServerClient::connect(learner.url()).await.unwrap();
-    let resp = c
-        .register(proto::RegisterRequest {
-            protocol_version: PROTOCOL_VERSION as i32,
-            name: "probe".into(),
-            previous_actor_id: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let s = ActorSettings::from_proto(&resp).unwrap();
+    let s = register_probe(&mut c).await;
     assert_eq!(s.algorithm, AlgorithmKind::A3c);
     let n = s.model.layout().num_floats();
     let grad = |version: u64| proto::Gradient {

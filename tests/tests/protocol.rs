@@ -8,8 +8,7 @@ use shoal_common::config::{DeviceChoice, RunConfig};
 use shoal_common::model::ActionHead;
 use shoal_common::normalize::{NormStats, Normalizer};
 use shoal_common::proto::{self, parameter_server_client::ParameterServerClient};
-use shoal_common::settings::{ActorSettings, PROTOCOL_VERSION};
-use shoal_tests::{TestLearner, temp_dir};
+use shoal_tests::{TestLearner, register_probe, temp_dir};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -28,25 +27,12 @@ async fn client(learner: &TestLearner) -> ParameterServerClient<Channel> {
     ParameterServerClient::connect(learner.url()).await.unwrap()
 }
 
-async fn register(c: &mut ParameterServerClient<Channel>) -> ActorSettings {
-    let resp = c
-        .register(proto::RegisterRequest {
-            protocol_version: PROTOCOL_VERSION as i32,
-            name: "probe".into(),
-            previous_actor_id: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    ActorSettings::from_proto(&resp).unwrap()
-}
-
 #[tokio::test]
 async fn registration_and_versioned_parameters() {
     let learner = TestLearner::start(config(), temp_dir("proto-params")).await;
     let mut c = client(&learner).await;
-    let a = register(&mut c).await;
-    let b = register(&mut c).await;
+    let a = register_probe(&mut c).await;
+    let b = register_probe(&mut c).await;
     assert_ne!(a.actor_id, b.actor_id);
     assert_ne!(a.seed, b.seed, "each actor derives its own seed");
     assert_eq!(a.env_id, "CartPole-v1");
@@ -100,7 +86,7 @@ async fn registration_and_versioned_parameters() {
 async fn mismatches_and_bad_input_are_refused_with_specific_statuses() {
     let learner = TestLearner::start(config(), temp_dir("proto-refusals")).await;
     let mut c = client(&learner).await;
-    let a = register(&mut c).await;
+    let a = register_probe(&mut c).await;
 
     // A mismatched model fingerprint.
     let err = c
@@ -204,7 +190,7 @@ async fn statistics_from_two_actors_are_merged_into_the_next_version() {
     let mut merged = NormStats::new(3);
     let mut subscription = None;
     for _ in 0..2 {
-        let s = register(&mut c).await;
+        let s = register_probe(&mut c).await;
         assert_eq!(s.model.action, ActionHead::Gaussian(1));
         assert_eq!(s.normalize, config.normalize_settings());
         let p = c

@@ -20,14 +20,7 @@ pub fn double_dqn_target(
     q_online_next: &[f32],
     q_target_next: &[f32],
 ) -> f32 {
-    let best = q_online_next
-        .iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bq), (i, &q)| {
-            if q > bq { (i, q) } else { (bi, bq) }
-        })
-        .0;
-    reward + discount * q_target_next[best]
+    reward + discount * q_target_next[shoal_common::dqn::argmax(q_online_next)]
 }
 
 /// Huber loss per element (δ = 1, as PyTorch's `smooth_l1_loss` and Stable-Baselines3's DQN):
@@ -50,7 +43,7 @@ pub(crate) fn train_loop(
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<crate::RunSummary, crate::LearnerError> {
     use crate::service::Experience;
-    use crate::status::{DqnView, Progress, log_status};
+    use crate::status::{DqnView, Progress};
     use crossbeam_channel::RecvTimeoutError;
     use shoal_common::codec::encode_f32;
     use shoal_common::dqn::apex_epsilon;
@@ -155,9 +148,7 @@ pub(crate) fn train_loop(
             Err(RecvTimeoutError::Disconnected) => break ("transition queue closed".into(), false),
         }
         if Instant::now() >= next_status {
-            let row = progress.snapshot(crate::service_view(&shared));
-            log_status(&row);
-            dir.write_metrics(&row)?;
+            crate::write_status(&shared, &mut progress, &mut dir)?;
             next_status = Instant::now() + interval;
         }
     };

@@ -7,7 +7,7 @@
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData, Transaction};
 use shoal_common::config::RunConfig;
-use shoal_common::dqn::TransitionBatch;
+use shoal_common::dqn::{TransitionBatch, argmax};
 use shoal_common::env::VecEnv;
 use shoal_common::model::{ActorCritic, ModelSpec, action_rows};
 use shoal_common::rng::Rng;
@@ -182,17 +182,7 @@ pub fn evaluate_greedy(
             .convert::<f32>()
             .try_into_vec::<f32>()
             .expect("f32");
-        let actions: Vec<usize> = q
-            .chunks_exact(a)
-            .map(|row| {
-                row.iter()
-                    .enumerate()
-                    .fold((0, f32::NEG_INFINITY), |(bi, bq), (i, &x)| {
-                        if x > bq { (i, x) } else { (bi, bq) }
-                    })
-                    .0
-            })
-            .collect();
+        let actions: Vec<usize> = q.chunks_exact(a).map(argmax).collect();
         venv.step_discrete(&actions, &mut step);
         for ep in &step.finished {
             returns[ep.env_index].get_or_insert(ep.episode_return);
