@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use shoal_common::rng::Rng;
 
-/// Delays of `initial · 2^k`, capped at `max`, each scaled by a random factor in [0.8, 1.2)
-/// so that many actors restarted together do not reconnect in lockstep.
+/// Delays of `initial · 2^k`, capped at `max`, each scaled by a random factor in [0.5, 1)
+/// so that many actors restarted together do not reconnect in lockstep (and no delay exceeds
+/// `max`: a restarted learner sees its actors back within `max`).
 #[derive(Debug, Clone)]
 pub struct Backoff {
     initial: Duration,
@@ -37,7 +38,7 @@ impl Backoff {
             .saturating_mul(1u32 << self.attempt.min(20))
             .min(self.max);
         self.attempt += 1;
-        base.mul_f64(self.rng.uniform(0.8, 1.2))
+        base.mul_f64(self.rng.uniform(0.5, 1.0))
     }
 
     /// Back to the initial delay (after a success).
@@ -56,9 +57,9 @@ mod tests {
         let d: Vec<f64> = (0..8).map(|_| b.next_delay().as_secs_f64()).collect();
         for (k, &x) in d.iter().enumerate() {
             let base = (0.1 * 2f64.powi(k as i32)).min(2.0);
-            assert!(x >= 0.8 * base - 1e-9 && x < 1.2 * base + 1e-9, "{k}: {x}");
+            assert!(x >= 0.5 * base - 1e-9 && x < base + 1e-9, "{k}: {x}");
         }
         b.reset();
-        assert!(b.next_delay() < Duration::from_millis(121));
+        assert!(b.next_delay() <= Duration::from_millis(100));
     }
 }

@@ -1,8 +1,10 @@
 //! Command-line arguments of the actor: it needs nothing but the learner's address.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use shoal_common::security::{SecurityError, Token, read_pem};
 
 use crate::ActorOptions;
 
@@ -16,13 +18,22 @@ pub struct ActorArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Longest delay between reconnect attempts, in seconds.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 2.0)]
     pub max_backoff_secs: f64,
+    /// File holding the run's shared token (else `SHOAL_TOKEN_FILE`, else `SHOAL_TOKEN`).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// TLS: CA certificate (PEM) to trust for the learner (use an `https://` learner URL).
+    #[arg(long, value_name = "FILE", env = "SHOAL_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// TLS: the name the learner's certificate carries, when not the URL's host.
+    #[arg(long, value_name = "NAME", env = "SHOAL_TLS_DOMAIN")]
+    pub tls_domain: Option<String>,
 }
 
 impl ActorArgs {
-    /// The options [`crate::run`] takes.
-    pub fn options(&self) -> ActorOptions {
+    /// The options [`crate::run`] takes (reads the token and CA files).
+    pub fn options(&self) -> Result<ActorOptions, SecurityError> {
         let name = self.name.clone().unwrap_or_else(|| {
             let host = std::env::var("HOSTNAME")
                 .ok()
@@ -31,10 +42,16 @@ impl ActorArgs {
                 .unwrap_or_else(|| "actor".into());
             format!("{host}-{}", std::process::id())
         });
-        ActorOptions {
-            learner: self.learner.clone(),
-            name,
+        Ok(ActorOptions {
             max_backoff: Duration::from_secs_f64(self.max_backoff_secs.max(0.1)),
-        }
+            token: Token::from_file_or_env(self.token_file.as_deref())?,
+            tls_ca: self
+                .tls_ca
+                .as_deref()
+                .map(|p| read_pem("TLS CA certificate", p))
+                .transpose()?,
+            tls_domain: self.tls_domain.clone(),
+            ..ActorOptions::new(self.learner.clone(), name)
+        })
     }
 }

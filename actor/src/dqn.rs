@@ -6,6 +6,8 @@ use shoal_common::env::{EnvError, VecEnv, VecStep};
 use shoal_common::rng::{Rng, derive_seed};
 use shoal_common::settings::{ActorSettings, DqnActor};
 
+use shoal_common::stats::InferenceClock;
+
 use crate::policy::Policy;
 
 /// Environments and exploration state of one DQN actor.
@@ -17,6 +19,8 @@ pub struct DqnWorker {
     num_actions: usize,
     actor_id: u32,
     step: VecStep,
+    /// Time in batched policy forward passes.
+    pub inference: InferenceClock,
 }
 
 impl DqnWorker {
@@ -31,12 +35,26 @@ impl DqnWorker {
             actor_id: settings.actor_id,
             venv,
             step: VecStep::default(),
+            inference: InferenceClock::default(),
         })
     }
 
     /// Updates the id after a re-registration gave another one.
     pub fn set_actor_id(&mut self, actor_id: u32) {
         self.actor_id = actor_id;
+    }
+
+    /// Explores with `epsilon` from now on (the learner's schedule); values outside [0, 1] are
+    /// ignored.
+    pub fn set_epsilon(&mut self, epsilon: f64) {
+        if (0.0..=1.0).contains(&epsilon) {
+            self.settings.epsilon = epsilon;
+        }
+    }
+
+    /// This actor's current ε.
+    pub fn epsilon(&self) -> f64 {
+        self.settings.epsilon
     }
 
     /// Runs `n_steps` ε-greedy steps in every copy and returns one n-step transition per step.
@@ -58,7 +76,9 @@ impl DqnWorker {
         let mut chosen = vec![0usize; n];
         for t in 0..t_len {
             obs.extend_from_slice(self.venv.observations());
-            let q = policy.outputs(self.venv.observations());
+            let q = self
+                .inference
+                .time(|| policy.outputs(self.venv.observations()));
             for (i, a) in chosen.iter_mut().enumerate() {
                 *a = if self.rng.next_f64() < self.settings.epsilon {
                     self.rng.below(self.num_actions)

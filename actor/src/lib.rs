@@ -8,6 +8,7 @@
 //! - [`dqn`]: ε-greedy collection of n-step transitions for distributed DQN.
 //! - [`policy`]: the detached inference copy of the network.
 //! - [`backoff`]: capped exponential backoff with jitter for reconnects.
+//! - [`health`]: a client of the standard gRPC health service (`shoal health`).
 //! - [`cli`]: command-line arguments.
 //!
 //! The session loop: register → subscribe to parameters → collect → push → (if the learner has
@@ -21,6 +22,7 @@ pub mod a3c;
 pub mod backoff;
 pub mod cli;
 pub mod dqn;
+pub mod health;
 pub mod policy;
 pub mod worker;
 
@@ -30,7 +32,8 @@ use bytes::Bytes;
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 use tracing::{debug, info, warn};
 
@@ -39,6 +42,8 @@ use shoal_common::config::AlgorithmKind;
 use shoal_common::env::EnvError;
 use shoal_common::gradient::GradientPush;
 use shoal_common::normalize::{NormStats, NormStatsError, Normalizer};
+use shoal_common::security::{BearerAuth, Token};
+use shoal_common::stats::ActorStats;
 
 use crate::a3c::GradientComputer;
 use crate::dqn::DqnWorker;
@@ -80,23 +85,75 @@ pub enum ActorError {
 /// How to reach the learner.
 #[derive(Debug, Clone)]
 pub struct ActorOptions {
-    /// Learner URL, e.g. `http://127.0.0.1:50051`.
+    /// Learner URL, e.g. `http://127.0.0.1:50051` (`https://` with TLS).
     pub learner: String,
     /// Name reported to the learner (logs only).
     pub name: String,
     /// Longest delay between reconnect attempts.
     pub max_backoff: Duration,
+    /// The run's shared token, sent with every rpc.
+    pub token: Option<Token>,
+    /// TLS: the CA certificate (PEM) the learner's certificate must chain to.
+    pub tls_ca: Option<Vec<u8>>,
+    /// TLS: the name the learner's certificate must carry (default: the URL's host).
+    pub tls_domain: Option<String>,
+}
+
+impl ActorOptions {
+    /// Plain options for `learner` (no token, no TLS, 2 s maximum backoff).
+    pub fn new(learner: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            learner: learner.into(),
+            name: name.into(),
+            max_backoff: Duration::from_secs(2),
+            token: None,
+            tls_ca: None,
+            tls_domain: None,
+        }
+    }
 }
 
 /// What an actor did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ActorSummary {
-    /// Rollouts pushed.
+    /// Pushes the learner took (rollouts, gradients or transition batches).
     pub rollouts: u64,
     /// Environment steps taken.
     pub env_steps: u64,
+    /// Episodes finished.
+    pub episodes: u64,
+    /// Sessions opened after the first.
+    pub reconnects: u32,
     /// Why the learner ended the run, if it did.
     pub finished: Option<String>,
+    /// When the previous report was made, and the steps taken by then.
+    last_report: Option<(std::time::Instant, u64)>,
+}
+
+impl ActorSummary {
+    /// Counts the steps and episodes about to be pushed and makes the report that goes with
+    /// them: speed since the previous report, totals, mean inference time.
+    fn report(&mut self, env_steps: u64, episodes: u64, inference_secs: f64) -> proto::ActorStats {
+        let now = std::time::Instant::now();
+        let sps = match self.last_report {
+            Some((t, steps)) => {
+                (self.env_steps + env_steps - steps) as f64
+                    / now.duration_since(t).as_secs_f64().max(1e-6)
+            }
+            None => 0.0,
+        };
+        self.env_steps += env_steps;
+        self.episodes += episodes;
+        self.last_report = Some((now, self.env_steps));
+        ActorStats {
+            sps,
+            episodes: self.episodes,
+            reconnects: self.reconnects,
+            inference_secs,
+            env_steps: self.env_steps,
+        }
+        .to_proto()
+    }
 }
 
 enum SessionEnd {
@@ -134,15 +191,42 @@ enum Latest {
     Lost(Status),
 }
 
-/// The generated client over a tonic channel.
-pub type Client = ParameterServerClient<Channel>;
+/// The generated client over a tonic channel, sending the run's token with every call.
+pub type Client = ParameterServerClient<InterceptedService<Channel, BearerAuth>>;
 
-/// A client on `endpoint` with the message limits both ends use.
-pub async fn connect(endpoint: &Endpoint) -> Result<Client, tonic::transport::Error> {
+/// A client on `endpoint` that sends `token` with every call, with the message limits both
+/// ends use.
+pub async fn connect(
+    endpoint: &Endpoint,
+    token: Option<Token>,
+) -> Result<Client, tonic::transport::Error> {
     let channel = endpoint.connect().await?;
-    Ok(ParameterServerClient::new(channel)
-        .max_decoding_message_size(shoal_common::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(shoal_common::MAX_MESSAGE_BYTES))
+    Ok(
+        ParameterServerClient::with_interceptor(channel, BearerAuth::new(token))
+            .max_decoding_message_size(shoal_common::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(shoal_common::MAX_MESSAGE_BYTES),
+    )
+}
+
+/// [`endpoint`] with TLS when `ca` is given: the learner's certificate must chain to it and
+/// carry `domain` (default: the URL's host).
+pub fn secure_endpoint(
+    learner: &str,
+    ca: Option<&[u8]>,
+    domain: Option<&str>,
+) -> Result<Endpoint, ActorError> {
+    let endpoint = endpoint(learner)?;
+    let Some(ca) = ca else {
+        return Ok(endpoint);
+    };
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+    if let Some(domain) = domain {
+        tls = tls.domain_name(domain);
+    }
+    endpoint.tls_config(tls).map_err(|e| ActorError::Address {
+        address: learner.to_string(),
+        message: format!("TLS: {}", error_chain(&e)),
+    })
 }
 
 /// The transport settings an actor connects with: NODELAY, large HTTP/2 windows and frames
@@ -158,8 +242,11 @@ pub fn endpoint(learner: &str) -> Result<Endpoint, ActorError> {
         .initial_stream_window_size(Some(shoal_common::HTTP2_WINDOW_BYTES))
         .initial_connection_window_size(Some(2 * shoal_common::HTTP2_WINDOW_BYTES))
         .max_frame_size(shoal_common::HTTP2_MAX_FRAME_BYTES)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(20)))
+        // A learner that vanished without closing the connection (a network cut) is noticed
+        // within ~10 s.
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true))
 }
 
 /// The runtime an actor process runs on: its async work is a handful of small RPCs, and one
@@ -176,7 +263,11 @@ pub async fn run(
     options: ActorOptions,
     shutdown: CancellationToken,
 ) -> Result<ActorSummary, ActorError> {
-    let endpoint = endpoint(&options.learner)?;
+    let endpoint = secure_endpoint(
+        &options.learner,
+        options.tls_ca.as_deref(),
+        options.tls_domain.as_deref(),
+    )?;
     let jitter_seed = std::process::id() as u64
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -199,12 +290,14 @@ pub async fn run(
             delay
         };
         let outcome = async {
-            let mut client = connect(&endpoint).await.map_err(|e| {
-                SessionError::Lost(Status::unavailable(format!(
-                    "learner unreachable: {}",
-                    error_chain(&e)
-                )))
-            })?;
+            let mut client = connect(&endpoint, options.token.clone())
+                .await
+                .map_err(|e| {
+                    SessionError::Lost(Status::unavailable(format!(
+                        "learner unreachable: {}",
+                        error_chain(&e)
+                    )))
+                })?;
             let response = client
                 .register(proto::RegisterRequest {
                     protocol_version: PROTOCOL_VERSION as i32,
@@ -234,6 +327,7 @@ pub async fn run(
             }
         };
         let reconnect = actor_id.is_some();
+        summary.reconnects += reconnect as u32;
         actor_id = Some(settings.actor_id);
         backoff.reset();
         info!(
@@ -371,7 +465,12 @@ async fn session(
         let rollout = worker.collect(&current);
         let version = current.version();
         policy = Some(current);
-        let msg = rollout.to_proto(&settings.model_fingerprint);
+        let mut msg = rollout.to_proto(&settings.model_fingerprint);
+        msg.actor_stats = Some(summary.report(
+            rollout.env_steps() as u64,
+            rollout.episode_returns.len() as u64,
+            worker.inference.take_mean(),
+        ));
         let ack = match retry_while_full(shutdown, async || client.push_rollout(msg.clone()).await)
             .await
         {
@@ -390,7 +489,6 @@ async fn session(
             return Ok(SessionEnd::Cancelled);
         };
         summary.rollouts += 1;
-        summary.env_steps += rollout.env_steps() as u64;
         debug!(
             version,
             accepted = ack.accepted,
@@ -509,8 +607,12 @@ async fn dqn_session(
             return Ok(SessionEnd::Cancelled);
         }
         let batch = worker.collect(&policy);
-        let env_steps = batch.len() as u64;
-        let msg = batch.to_proto(&settings.model_fingerprint);
+        let mut msg = batch.to_proto(&settings.model_fingerprint);
+        msg.actor_stats = Some(summary.report(
+            batch.len() as u64,
+            batch.episode_returns.len() as u64,
+            worker.inference.take_mean(),
+        ));
         let Some(ack) = retry_while_full(shutdown, async || {
             client.push_transitions(msg.clone()).await
         })
@@ -519,9 +621,11 @@ async fn dqn_session(
             return Ok(SessionEnd::Cancelled);
         };
         summary.rollouts += 1;
-        summary.env_steps += env_steps;
         if let Some(f) = ack.finished {
             return Ok(SessionEnd::Finished(f.reason));
+        }
+        if let Some(epsilon) = ack.epsilon {
+            worker.set_epsilon(epsilon);
         }
         if let Some(p) = ack.parameters {
             policy = adopt(p)?;
@@ -562,8 +666,13 @@ async fn a3c_session(
         }
         let rollout = worker.collect(&policy);
         let env_steps = rollout.env_steps();
+        let stats = summary.report(
+            env_steps as u64,
+            rollout.episode_returns.len() as u64,
+            worker.inference.take_mean(),
+        );
         let g = computer.compute(policy.version(), &params, &rollout);
-        let msg = GradientPush {
+        let mut msg = GradientPush {
             actor_id: settings.actor_id,
             version: policy.version(),
             grad: g.grad,
@@ -575,13 +684,13 @@ async fn a3c_session(
             entropy: g.entropy,
         }
         .to_proto(&settings.model_fingerprint);
+        msg.actor_stats = Some(stats);
         let Some(ack) =
             retry_while_full(shutdown, async || client.push_gradient(msg.clone()).await).await?
         else {
             return Ok(SessionEnd::Cancelled);
         };
         summary.rollouts += 1;
-        summary.env_steps += env_steps as u64;
         if let Some(f) = ack.finished {
             return Ok(SessionEnd::Finished(f.reason));
         }

@@ -11,7 +11,7 @@ struct Cli {
     #[command(flatten)]
     actor: ActorArgs,
     /// Log format: text or json.
-    #[arg(long, default_value = "text")]
+    #[arg(long, default_value = "text", env = "SHOAL_LOG_FORMAT")]
     log_format: LogFormat,
 }
 
@@ -22,7 +22,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
         logging::cancel_on_signals(shutdown.clone());
-        shoal_actor::run(cli.actor.options(), shutdown).await?;
+        shoal_actor::run(cli.actor.options()?, shutdown).await?;
         Ok(())
     })
 }

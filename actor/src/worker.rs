@@ -7,6 +7,8 @@ use shoal_common::rng::{Rng, derive_seed};
 use shoal_common::rollout::{Rollout, RolloutShape};
 use shoal_common::settings::ActorSettings;
 
+use shoal_common::stats::InferenceClock;
+
 use crate::policy::Policy;
 
 /// The environments and the sampling state of one actor.
@@ -24,6 +26,8 @@ pub struct Worker {
     obs: Vec<f32>,
     /// Scratch: categorical actions as indices.
     indices: Vec<usize>,
+    /// Time in batched policy forward passes.
+    pub inference: InferenceClock,
 }
 
 impl Worker {
@@ -45,6 +49,7 @@ impl Worker {
             step: VecStep::default(),
             obs: Vec::new(),
             indices: Vec::new(),
+            inference: InferenceClock::default(),
         })
     }
 
@@ -90,7 +95,7 @@ impl Worker {
             self.obs.extend_from_slice(raw);
             norm.observations(&mut self.obs);
             r.obs.extend_from_slice(&self.obs);
-            let act = policy.act(&self.obs, &mut self.rng);
+            let act = self.inference.time(|| policy.act(&self.obs, &mut self.rng));
             match head {
                 ActionHead::Categorical(_) => {
                     self.indices.clear();

@@ -1,5 +1,10 @@
-//! The `shoal` command's library: `shoal train` (a learner plus N actor processes on loopback)
-//! and `shoal envs`. The binary only parses arguments, sets up tracing and calls these.
+//! The `shoal` command's library: `shoal train` (a learner plus N actor processes on loopback),
+//! `shoal envs`, and the tools for results: [`plot`] (learning curves as PNG) and [`policy`]
+//! (`shoal eval`, `shoal export`). The binary only parses arguments, sets up tracing and calls
+//! these.
+
+pub mod plot;
+pub mod policy;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,6 +18,7 @@ use tracing::{info, warn};
 
 use shoal_common::env;
 use shoal_common::logging::LogFormat;
+use shoal_common::security::{TOKEN_ENV, Token};
 use shoal_learner::cli::LearnerArgs;
 use shoal_learner::{LearnerError, RunSummary};
 
@@ -30,6 +36,9 @@ pub enum TrainError {
         /// Why.
         source: std::io::Error,
     },
+    /// No token could be drawn for the run.
+    #[error("cannot draw a random token: {0}")]
+    Token(std::io::Error),
     /// An actor process could not be started.
     #[error("cannot start actor process {exe}: {source}")]
     Spawn {
@@ -53,15 +62,30 @@ pub struct TrainOptions {
     pub actor_exe: PathBuf,
     /// Log format handed to the actors.
     pub log_format: LogFormat,
+    /// Draw a progress line under the log (a terminal with text logs only).
+    pub progress: bool,
 }
 
 /// Starts a learner in this process and `actors` actor processes connected to it over
-/// loopback; returns when the run ends. Actor processes are stopped in every case.
+/// loopback; returns when the run ends. Actor processes are stopped in every case. The run's
+/// token is `SHOAL_TOKEN` when set, else a fresh random one handed to the actors.
 pub async fn train(
     options: TrainOptions,
     shutdown: CancellationToken,
 ) -> Result<RunSummary, TrainError> {
-    let resolved = options.learner.resolve()?;
+    let mut learner = options.learner.resolve()?;
+    let token = match Token::from_file_or_env(None).map_err(LearnerError::from)? {
+        Some(token) => token,
+        None => Token::generate().map_err(TrainError::Token)?,
+    };
+    learner.token = Some(token.clone());
+    if options.progress {
+        let total = learner.config.total_steps;
+        let target = learner.config.target_return;
+        learner.on_status = Some(shoal_learner::StatusHook(std::sync::Arc::new(move |row| {
+            shoal_common::logging::set_progress(progress_line(row, total, target));
+        })));
+    }
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|source| TrainError::Listen {
@@ -79,6 +103,8 @@ pub async fn train(
         let child = Command::new(&options.actor_exe)
             .args(["actor", "--learner", &url, "--name", &format!("actor-{i}")])
             .args(["--log-format", options.log_format.name()])
+            .env(TOKEN_ENV, token.expose())
+            .env_remove(shoal_common::security::TOKEN_FILE_ENV)
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .spawn()
@@ -88,9 +114,17 @@ pub async fn train(
             })?;
         children.push(child);
     }
-    let result = shoal_learner::run(resolved.config, resolved.run_dir, listener, shutdown).await;
+    let result = shoal_learner::run(learner, listener, shutdown).await;
+    shoal_common::logging::clear_progress();
     stop_actors(children).await;
-    Ok(result?)
+    let summary = result?;
+    // The run's learning curves beside its metrics; a run without episodes has none to draw.
+    let png = summary.run_dir.join("plot.png");
+    match plot::plot(std::slice::from_ref(&summary.run_dir), &png, None) {
+        Ok(_) => info!(plot = %png.display(), "learning curves written"),
+        Err(e) => warn!(error = %e, "no plot written"),
+    }
+    Ok(summary)
 }
 
 /// Actors leave by themselves when told the run is over; any that do not within a few seconds
@@ -106,6 +140,31 @@ async fn stop_actors(children: Vec<Child>) {
             }
         }
     }
+}
+
+/// The progress line of `shoal train`: a bar of env steps out of `total`, the return (and the
+/// target), throughput and the time left at the current speed.
+pub fn progress_line(row: &serde_json::Value, total: u64, target: Option<f64>) -> String {
+    let num = |k: &str| row.get(k).and_then(serde_json::Value::as_f64);
+    let steps = num("env_steps").unwrap_or(0.0);
+    let frac = (steps / total.max(1) as f64).clamp(0.0, 1.0);
+    const WIDTH: usize = 24;
+    let filled = (frac * WIDTH as f64).round() as usize;
+    let bar: String = "#".repeat(filled) + &"-".repeat(WIDTH - filled);
+    let sps = num("sps").unwrap_or(0.0);
+    let eta = if sps > 0.0 {
+        format!("{:.0}s", (total as f64 - steps).max(0.0) / sps)
+    } else {
+        "?".into()
+    };
+    let ret = num("eval_return_mean")
+        .or(num("return_mean_100"))
+        .map_or("-".into(), |r| format!("{r:.1}"));
+    let target = target.map_or(String::new(), |t| format!("/{t}"));
+    format!(
+        "[{bar}] {:>3.0}% {steps:.0}/{total} steps | return {ret}{target} | {sps:.0} steps/s | ETA {eta}",
+        100.0 * frac
+    )
 }
 
 /// The text `shoal envs` prints: every registered environment with its spaces.
@@ -146,6 +205,22 @@ pub fn summary_line(s: &RunSummary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_line_shows_bar_return_speed_and_eta() {
+        let row =
+            serde_json::json!({"env_steps": 50_000, "sps": 10_000.0, "return_mean_100": 212.34});
+        let line = progress_line(&row, 100_000, Some(475.0));
+        assert_eq!(
+            line,
+            "[############------------]  50% 50000/100000 steps | return 212.3/475 | 10000 steps/s | ETA 5s"
+        );
+        let line = progress_line(&serde_json::json!({}), 10, None);
+        assert!(
+            line.contains("return - |") && line.ends_with("ETA ?"),
+            "{line}"
+        );
+    }
 
     #[test]
     fn envs_table_lists_cartpole_with_spaces() {

@@ -4,9 +4,13 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use shoal::policy::{EvalReport, LoadedPolicy};
 use shoal_actor::cli::ActorArgs;
+use shoal_actor::health::Health;
 use shoal_common::logging::{self, LogFormat};
+use shoal_common::security::{Token, read_pem};
 use shoal_learner::cli::{LearnerArgs, LearnerCommand};
+use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
 /// shoal: distributed actor-learner reinforcement learning.
@@ -14,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 #[command(name = "shoal", version)]
 struct Cli {
     /// Log format: text or json.
-    #[arg(long, global = true, default_value = "text")]
+    #[arg(long, global = true, default_value = "text", env = "SHOAL_LOG_FORMAT")]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Cmd,
@@ -36,8 +40,55 @@ enum Cmd {
         /// Print the final summary as JSON.
         #[arg(long)]
         json: bool,
+        /// No progress line (it is drawn only on a terminal with text logs anyway).
+        #[arg(long)]
+        no_progress: bool,
         #[command(flatten)]
         args: LearnerArgs,
+    },
+    /// Plot learning curves of runs as a PNG (runs that differ only in their seed are drawn as
+    /// mean ± standard deviation).
+    Plot {
+        /// Run directories.
+        #[arg(required = true, value_name = "RUN_DIR")]
+        runs: Vec<PathBuf>,
+        /// The PNG to write (default: RUN_DIR/plot.png for one run, ./shoal-plot.png for more).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// A TrueType font for the labels (default: DejaVu Sans from the system).
+        #[arg(long, value_name = "FILE")]
+        font: Option<PathBuf>,
+    },
+    /// Run the deterministic policy of a checkpoint (greedy, or the Gaussian's mean) and report
+    /// its returns.
+    Eval {
+        /// A checkpoint directory (RUN_DIR/checkpoints/NAME) or a run directory (its newest).
+        #[arg(value_name = "CHECKPOINT")]
+        checkpoint: PathBuf,
+        /// Episodes (run side by side, one per environment copy).
+        #[arg(long, default_value_t = 100)]
+        episodes: usize,
+        /// Seed of the evaluation environments (default: derived from the run's seed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also write each episode's return and length to FILE (CSV).
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
+    },
+    /// Write a checkpoint's policy in a portable format.
+    Export {
+        /// A checkpoint directory or a run directory (its newest checkpoint).
+        #[arg(value_name = "CHECKPOINT")]
+        checkpoint: PathBuf,
+        /// The format (safetensors).
+        #[arg(long, default_value = "safetensors", value_parser = ["safetensors"])]
+        format: String,
+        /// The file to write (default: policy.safetensors in the checkpoint directory).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Run the learner alone (actors connect from anywhere).
     Learner(LearnerCommand),
@@ -45,9 +96,41 @@ enum Cmd {
     Actor(ActorArgs),
     /// List the registered environments and their spaces.
     Envs,
+    /// Ask a learner whether it is serving (the standard gRPC health service); exit status 0
+    /// when it is. For container health checks and probes.
+    Health(HealthArgs),
+    /// Print a fresh random token for SHOAL_TOKEN.
+    Token,
+}
+
+#[derive(Debug, clap::Args)]
+struct HealthArgs {
+    /// The learner's URL.
+    #[arg(long, env = "SHOAL_LEARNER", default_value = "http://127.0.0.1:50051")]
+    learner: String,
+    /// File holding the token (else `SHOAL_TOKEN_FILE`, else `SHOAL_TOKEN`).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<std::path::PathBuf>,
+    /// TLS: CA certificate (PEM) to trust.
+    #[arg(long, value_name = "FILE", env = "SHOAL_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// TLS: the name the learner's certificate carries.
+    #[arg(long, value_name = "NAME", env = "SHOAL_TLS_DOMAIN")]
+    tls_domain: Option<String>,
+    /// The service to ask about (empty: the whole server).
+    #[arg(long, default_value = shoal_actor::health::PARAMETER_SERVER)]
+    service: String,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 3.0)]
+    timeout_secs: f64,
 }
 
 fn main() -> ExitCode {
+    // SAFETY: first thing in main, before any thread is started.
+    #[allow(unsafe_code)]
+    unsafe {
+        shoal_learner::device::default_device_flex()
+    };
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match run(cli) {
@@ -63,12 +146,68 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Cmd::Envs = cli.command {
-        print!("{}", shoal::envs_table());
-        return Ok(());
+    match &cli.command {
+        Cmd::Envs => {
+            print!("{}", shoal::envs_table());
+            return Ok(());
+        }
+        Cmd::Plot { runs, out, font } => {
+            let out = out.clone().unwrap_or_else(|| match runs.as_slice() {
+                [one] => one.join("plot.png"),
+                _ => PathBuf::from("shoal-plot.png"),
+            });
+            let groups = shoal::plot::plot(runs, &out, font.as_deref())?;
+            println!(
+                "{}: {} run{} in {groups} group{}",
+                out.display(),
+                runs.len(),
+                if runs.len() == 1 { "" } else { "s" },
+                if groups == 1 { "" } else { "s" }
+            );
+            return Ok(());
+        }
+        Cmd::Eval {
+            checkpoint,
+            episodes,
+            seed,
+            json,
+            record,
+        } => {
+            let policy = LoadedPolicy::load(checkpoint)?;
+            let seed = seed.unwrap_or_else(|| {
+                shoal_common::rng::derive_seed(policy.config.seed, shoal_common::rng::streams::EVAL)
+            });
+            let eps = policy.evaluate((*episodes).max(1), seed)?;
+            if let Some(path) = record {
+                shoal::policy::record(&eps, path)?;
+            }
+            let report = EvalReport::new(&eps, &policy.checkpoint.dir);
+            if *json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{}", report.line());
+            }
+            return Ok(());
+        }
+        Cmd::Export {
+            checkpoint, out, ..
+        } => {
+            let policy = LoadedPolicy::load(checkpoint)?;
+            let out = out
+                .clone()
+                .unwrap_or_else(|| policy.checkpoint.dir.join("policy.safetensors"));
+            policy.export_safetensors(&out)?;
+            println!("{}", out.display());
+            return Ok(());
+        }
+        Cmd::Token => {
+            println!("{}", Token::generate()?.expose());
+            return Ok(());
+        }
+        _ => {}
     }
     let runtime = match cli.command {
-        Cmd::Actor(_) => shoal_actor::runtime()?,
+        Cmd::Actor(_) | Cmd::Health(_) => shoal_actor::runtime()?,
         _ => tokio::runtime::Runtime::new()?,
     };
     runtime.block_on(async move {
@@ -80,6 +219,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 actors,
                 listen,
                 json,
+                no_progress,
                 mut args,
             } => {
                 args.config = args.config.or(config_file);
@@ -89,6 +229,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     listen,
                     actor_exe: std::env::current_exe()?,
                     log_format: cli.log_format,
+                    progress: !no_progress && !json && logging::progress_available(cli.log_format),
                 };
                 let summary = shoal::train(options, shutdown).await?;
                 if json {
@@ -98,17 +239,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             Cmd::Learner(cmd) => {
-                let resolved = cmd.args.resolve()?;
+                let options = cmd.options()?;
                 let listener = tokio::net::TcpListener::bind(cmd.listen).await?;
-                let summary =
-                    shoal_learner::run(resolved.config, resolved.run_dir, listener, shutdown)
-                        .await?;
+                let summary = shoal_learner::run(options, listener, shutdown).await?;
                 println!("{}", shoal::summary_line(&summary));
             }
             Cmd::Actor(args) => {
-                shoal_actor::run(args.options(), shutdown).await?;
+                shoal_actor::run(args.options()?, shutdown).await?;
             }
-            Cmd::Envs => unreachable!("handled above"),
+            Cmd::Health(args) => {
+                let ca = args
+                    .tls_ca
+                    .as_deref()
+                    .map(|p| read_pem("TLS CA certificate", p))
+                    .transpose()?;
+                let endpoint = shoal_actor::secure_endpoint(
+                    &args.learner,
+                    ca.as_deref(),
+                    args.tls_domain.as_deref(),
+                )?;
+                let token = Token::from_file_or_env(args.token_file.as_deref())?;
+                let timeout = std::time::Duration::from_secs_f64(args.timeout_secs.max(0.1));
+                match shoal_actor::health::check(&endpoint, token, &args.service, timeout).await {
+                    Health::Serving => println!("SERVING"),
+                    Health::NotServing(why) => anyhow::bail!("not serving: {why}"),
+                    Health::Unreachable(why) => anyhow::bail!("unreachable: {why}"),
+                }
+            }
+            Cmd::Envs | Cmd::Token | Cmd::Plot { .. } | Cmd::Eval { .. } | Cmd::Export { .. } => {
+                unreachable!("handled above")
+            }
         }
         Ok(())
     })

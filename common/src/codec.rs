@@ -151,6 +151,18 @@ pub fn encode_f32(values: &[f32]) -> Bytes {
     Bytes::from(out)
 }
 
+/// The largest magnitude a value of experience from the network may have (observations,
+/// actions, rewards, values, log-probabilities). Real environments stay far below it; a value
+/// beyond it is refused, so that no push can overflow the learner's arithmetic.
+pub const MAX_ABS_VALUE: f32 = 1e6;
+
+/// The index of the first value that is not finite or beyond ±[`MAX_ABS_VALUE`].
+pub fn first_implausible(values: &[f32]) -> Option<usize> {
+    values
+        .iter()
+        .position(|v| !(v.is_finite() && v.abs() <= MAX_ABS_VALUE))
+}
+
 /// Decodes little-endian `f32` bytes; `None` unless there are exactly `len` values.
 pub fn decode_f32(data: &[u8], len: usize) -> Option<Vec<f32>> {
     if data.len() != len.checked_mul(4)? {

@@ -53,12 +53,38 @@ pub enum AlgorithmKind {
     Dqn,
 }
 
+impl AlgorithmKind {
+    /// The name the run config uses (`algorithm = "..."`), also recorded in checkpoints.
+    pub fn name(self) -> &'static str {
+        match self {
+            AlgorithmKind::Ppo => "ppo",
+            AlgorithmKind::A3c => "a3c",
+            AlgorithmKind::Dqn => "dqn",
+        }
+    }
+}
+
+/// How DQN actors explore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EpsilonSchedule {
+    /// Ape-X: a fixed ε per actor, `epsilon^(1 + epsilon_alpha·i/(N − 1))` for actor i of N.
+    #[default]
+    Apex,
+    /// One ε for every actor, decaying linearly from `epsilon_start` to `epsilon_final` over
+    /// the first `exploration_fraction · total_steps` environment steps (as Stable-Baselines3).
+    Linear,
+}
+
 /// DQN hyperparameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DqnConfig {
     /// Adam learning rate.
     pub learning_rate: f64,
+    /// Adam ε. Larger values (Rainbow: 1.5e-4) damp the steps Adam takes when a gradient
+    /// follows a long run of near-zero ones, as happens once Q has converged.
+    pub adam_eps: f64,
     /// Discount γ.
     pub gamma: f64,
     /// Steps summed into each transition's return.
@@ -71,8 +97,10 @@ pub struct DqnConfig {
     pub batch_size: usize,
     /// Gradient updates per inserted transition, whatever the number of actors.
     pub replay_ratio: f64,
-    /// Copy the online network into the target network every this many updates.
+    /// Update the target network every this many updates.
     pub target_update_interval: u64,
+    /// Polyak coefficient of a target update: `θ' ← τ·θ + (1 − τ)·θ'` (1: a hard copy).
+    pub tau: f64,
     /// Publish parameters to actors every this many updates.
     pub publish_interval: u64,
     /// Global gradient-norm clip.
@@ -83,22 +111,34 @@ pub struct DqnConfig {
     pub priority_alpha: f64,
     /// Importance-sampling exponent β at the start, annealed linearly to 1 over `total_steps`.
     pub priority_beta: f64,
+    /// The exploration schedule: per-actor Ape-X ε, or one linearly decaying ε.
+    pub epsilon_schedule: EpsilonSchedule,
     /// Ape-X: actor i of `num_actors` explores with `epsilon^(1 + epsilon_alpha·i/(N − 1))`.
     pub epsilon: f64,
     /// Ape-X's α.
     pub epsilon_alpha: f64,
     /// N of the schedule (the number of actors the run is meant for).
     pub num_actors: usize,
+    /// Linear schedule: ε at the start.
+    pub epsilon_start: f64,
+    /// Linear schedule: ε after the decay.
+    pub epsilon_final: f64,
+    /// Linear schedule: the fraction of `total_steps` over which ε decays.
+    pub exploration_fraction: f64,
     /// Run greedy evaluation episodes every this many updates.
     pub eval_interval: u64,
     /// Greedy episodes per evaluation.
     pub eval_episodes: usize,
+    /// Save the replay buffer in checkpoints, so that a resumed run keeps its experience
+    /// (costs `buffer_size × (2·obs_dim + 3)` floats of disk per checkpoint).
+    pub checkpoint_replay: bool,
 }
 
 impl Default for DqnConfig {
     fn default() -> Self {
         Self {
             learning_rate: 1e-3,
+            adam_eps: 1e-5,
             gamma: 0.99,
             n_step: 3,
             buffer_size: 100_000,
@@ -106,16 +146,22 @@ impl Default for DqnConfig {
             batch_size: 64,
             replay_ratio: 0.5,
             target_update_interval: 250,
+            tau: 1.0,
             publish_interval: 10,
             max_grad_norm: 10.0,
             prioritized: false,
             priority_alpha: 0.6,
             priority_beta: 0.4,
+            epsilon_schedule: EpsilonSchedule::Apex,
             epsilon: 0.4,
             epsilon_alpha: 7.0,
             num_actors: 2,
+            epsilon_start: 1.0,
+            epsilon_final: 0.05,
+            exploration_fraction: 0.1,
             eval_interval: 500,
             eval_episodes: 10,
+            checkpoint_replay: false,
         }
     }
 }
@@ -307,6 +353,16 @@ pub struct LearnerConfig {
     /// How long an actor waits for a newer version after a push before it collects with the
     /// parameters it has (milliseconds).
     pub param_wait_ms: u32,
+    /// An actor silent this long (no call, no open stream; a dead connection is noticed by
+    /// HTTP/2 keepalive pings within this time too) is forgotten. Synchronous PPO waits at most
+    /// this long for missing actors' rollouts before it updates on the ones it has.
+    pub actor_timeout_secs: f64,
+    /// Write a checkpoint every this many seconds (0: not on time).
+    pub checkpoint_interval_secs: f64,
+    /// Write a checkpoint every this many updates (0: not on updates).
+    pub checkpoint_interval_updates: u64,
+    /// Periodic checkpoints kept (the oldest are deleted); `final` is kept besides.
+    pub keep_checkpoints: usize,
 }
 
 impl Default for RunConfig {
@@ -366,6 +422,10 @@ impl Default for LearnerConfig {
             queue_capacity: 64,
             status_interval_secs: 2.0,
             param_wait_ms: 2_000,
+            actor_timeout_secs: 10.0,
+            checkpoint_interval_secs: 60.0,
+            checkpoint_interval_updates: 0,
+            keep_checkpoints: 3,
         }
     }
 }
@@ -457,6 +517,11 @@ impl RunConfig {
             && positive(d.max_grad_norm)
             && (0.0..=1.0).contains(&d.gamma)
             && (0.0..=1.0).contains(&d.epsilon)
+            && (0.0..=1.0).contains(&d.epsilon_start)
+            && (0.0..=1.0).contains(&d.epsilon_final)
+            && (0.0..=1.0).contains(&d.exploration_fraction)
+            && d.tau > 0.0
+            && d.tau <= 1.0
             && d.n_step >= 1
             && d.batch_size >= 1
             && d.buffer_size >= d.batch_size
@@ -467,9 +532,10 @@ impl RunConfig {
             && d.eval_episodes >= 1)
         {
             return invalid(
-                "dqn: learning_rate, replay_ratio and max_grad_norm must be positive, gamma and \
-                 epsilon in [0, 1], n_step, batch_size, num_actors and the intervals at least 1, \
-                 buffer_size at least batch_size",
+                "dqn: learning_rate, replay_ratio and max_grad_norm must be positive, tau in \
+                 (0, 1], gamma, the epsilons and exploration_fraction in [0, 1], n_step, \
+                 batch_size, num_actors and the intervals at least 1, buffer_size at least \
+                 batch_size",
             );
         }
         let n = &self.normalize;
@@ -487,8 +553,17 @@ impl RunConfig {
         if self.learner.queue_capacity < p.rollouts_per_update {
             return invalid("learner.queue_capacity must hold at least ppo.rollouts_per_update");
         }
-        if !positive(self.learner.status_interval_secs) {
-            return invalid("learner.status_interval_secs must be positive");
+        let l = &self.learner;
+        if !positive(l.status_interval_secs) || !positive(l.actor_timeout_secs) {
+            return invalid("learner.status_interval_secs and actor_timeout_secs must be positive");
+        }
+        if l.checkpoint_interval_secs.is_nan()
+            || l.checkpoint_interval_secs < 0.0
+            || l.keep_checkpoints == 0
+        {
+            return invalid(
+                "learner.checkpoint_interval_secs must be at least 0 and keep_checkpoints at least 1",
+            );
         }
         Ok(())
     }

@@ -43,7 +43,7 @@ pub enum TransitionError {
         /// Bytes expected.
         want: usize,
     },
-    /// A value is NaN, infinite or out of range.
+    /// A value is NaN, infinite, beyond ±`MAX_ABS_VALUE` or out of range.
     #[error("transition field `{field}` holds an invalid value at index {index}")]
     Value {
         /// The field.
@@ -81,7 +81,7 @@ impl TransitionBatch {
                 got: data.len(),
                 want: len * 4,
             })?;
-            match v.iter().position(|x| !x.is_finite()) {
+            match crate::codec::first_implausible(&v) {
                 Some(index) => Err(TransitionError::Value { field, index }),
                 None => Ok(v),
             }
@@ -105,7 +105,10 @@ impl TransitionBatch {
         }
         if msg.episode_returns.len() != msg.episode_lengths.len()
             || msg.episode_returns.len() > batch
-            || msg.episode_returns.iter().any(|r| !r.is_finite())
+            || msg
+                .episode_returns
+                .iter()
+                .any(|r| !(r.is_finite() && r.abs() < 1e12))
         {
             return Err(TransitionError::Episodes);
         }
@@ -136,6 +139,7 @@ impl TransitionBatch {
             next_observations: encode_f32(&self.next_obs),
             episode_returns: self.episode_returns.clone(),
             episode_lengths: self.episode_lengths.clone(),
+            actor_stats: None,
         }
     }
 }
@@ -156,6 +160,38 @@ pub fn apex_epsilon(i: usize, n: usize, epsilon: f64, alpha: f64) -> f64 {
         return epsilon;
     }
     epsilon.powf(1.0 + alpha * i as f64 / (n - 1) as f64)
+}
+
+/// Linear decay from `start` to `end` over the first `horizon` steps, then `end` (Stable-
+/// Baselines3's exploration schedule with `horizon = exploration_fraction · total_steps`).
+pub fn linear_epsilon(start: f64, end: f64, horizon: f64, step: u64) -> f64 {
+    let progress = step as f64 / horizon;
+    // A horizon of 0 (progress NaN or infinite) means no decay at all.
+    if progress.is_nan() || progress >= 1.0 {
+        return end;
+    }
+    start + (end - start) * progress
+}
+
+/// The ε of the actor with schedule index `i` (actor id − 1, cycling over `num_actors`) once the
+/// run has taken `env_steps` environment steps.
+pub fn actor_epsilon(
+    d: &crate::config::DqnConfig,
+    total_steps: u64,
+    i: usize,
+    env_steps: u64,
+) -> f64 {
+    match d.epsilon_schedule {
+        crate::config::EpsilonSchedule::Apex => {
+            apex_epsilon(i % d.num_actors, d.num_actors, d.epsilon, d.epsilon_alpha)
+        }
+        crate::config::EpsilonSchedule::Linear => linear_epsilon(
+            d.epsilon_start,
+            d.epsilon_final,
+            d.exploration_fraction * total_steps as f64,
+            env_steps,
+        ),
+    }
 }
 
 /// The n-step return of the transition starting at step `t` of one environment's steps.
@@ -261,6 +297,30 @@ mod tests {
         assert!((apex_epsilon(0, 8, 0.4, 7.0) - 0.4).abs() < 1e-12);
         assert!((apex_epsilon(7, 8, 0.4, 7.0) - 0.4f64.powi(8)).abs() < 1e-12);
         assert!(apex_epsilon(3, 8, 0.4, 7.0) < apex_epsilon(2, 8, 0.4, 7.0));
+    }
+
+    #[test]
+    fn linear_schedule_decays_then_holds() {
+        assert_eq!(linear_epsilon(1.0, 0.04, 8000.0, 0), 1.0);
+        assert!((linear_epsilon(1.0, 0.04, 8000.0, 4000) - 0.52).abs() < 1e-12);
+        assert_eq!(linear_epsilon(1.0, 0.04, 8000.0, 8000), 0.04);
+        assert_eq!(linear_epsilon(1.0, 0.04, 8000.0, 80_000), 0.04);
+        let mut d = crate::config::DqnConfig {
+            epsilon_schedule: crate::config::EpsilonSchedule::Linear,
+            epsilon_start: 1.0,
+            epsilon_final: 0.1,
+            exploration_fraction: 0.5,
+            ..Default::default()
+        };
+        // Every actor gets the same ε, half-way down at a quarter of the run.
+        assert!((actor_epsilon(&d, 1000, 0, 250) - 0.55).abs() < 1e-12);
+        assert_eq!(
+            actor_epsilon(&d, 1000, 0, 250),
+            actor_epsilon(&d, 1000, 5, 250)
+        );
+        d.epsilon_schedule = crate::config::EpsilonSchedule::Apex;
+        assert_eq!(actor_epsilon(&d, 1000, 0, 0), 0.4);
+        assert_eq!(actor_epsilon(&d, 1000, 3, 0), actor_epsilon(&d, 1000, 1, 0));
     }
 
     /// The n-step return written the other way: a sum over an explicit list of the steps taken.

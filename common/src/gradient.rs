@@ -6,7 +6,7 @@ use crate::codec::{decode_f32, encode_f32};
 use crate::proto;
 
 /// A gradient from an actor, validated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct GradientPush {
     /// Sender.
     pub actor_id: u32,
@@ -110,6 +110,7 @@ impl GradientPush {
             policy_loss: self.policy_loss,
             value_loss: self.value_loss,
             entropy: self.entropy,
+            actor_stats: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 //!   only place generated code lives; everything else converts to domain types at the boundary.
 //! - [`mod@env`]: the [`env::Env`] trait, the registry by Gymnasium id, CartPole, [`env::VecEnv`].
 //! - [`model`]: the actor-critic network, its [`model::ModelSpec`] and initialisation.
+//! - [`evaluate`]: deterministic evaluation episodes (DQN's evaluator, `shoal eval`).
 //! - [`codec`]: parameters as little-endian `f32` bytes, layouts and fingerprints.
 //! - [`rollout`]: the rollout domain type and its validation (PPO).
 //! - [`gradient`]: the pushed-gradient domain type and its validation (A3C).
@@ -13,6 +14,8 @@
 //! - [`normalize`]: observation/return statistics, their merge, and the normalisation actors
 //!   apply.
 //! - [`settings`]: what an actor receives at registration, as domain types.
+//! - [`stats`]: what an actor reports about itself (speed, episodes, inference time).
+//! - [`security`]: the shared token (bearer metadata, constant-time check) and TLS files.
 //! - [`config`]: the run configuration (TOML).
 //! - [`rng`]: deterministic randomness and seed derivation.
 //! - [`logging`]: tracing set-up shared by the binaries (`RUST_LOG`, text or JSON).
@@ -21,13 +24,16 @@ pub mod codec;
 pub mod config;
 pub mod dqn;
 pub mod env;
+pub mod evaluate;
 pub mod gradient;
 pub mod logging;
 pub mod model;
 pub mod normalize;
 pub mod rng;
 pub mod rollout;
+pub mod security;
 pub mod settings;
+pub mod stats;
 
 /// Generated protocol types, client and server (`shoal.v1`).
 #[allow(missing_docs, unreachable_pub, clippy::all)]

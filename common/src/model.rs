@@ -2,10 +2,11 @@
 //!
 //! Both sides build the network from a [`ModelSpec`] and a flat parameter vector in
 //! [`ParamLayout`] order, so the learner's initial weights (drawn on the host from the run seed)
-//! and every later version reach actors bit-for-bit. burn's `ParamId`s are random per process and
-//! never cross the wire; parameters are identified by path and position.
+//! and every later version reach actors bit-for-bit. Parameters are identified by path and
+//! position; [`ModelSpec::build`] gives each the `ParamId` of its position (burn's own ids are
+//! random per process), so optimizer state saved by one learner process loads in the next.
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::nn::Linear;
 use burn::tensor::activation::{log_softmax, relu};
 use burn::tensor::{Device, Tensor, TensorData, Transaction};
@@ -170,24 +171,25 @@ impl ModelSpec {
     pub fn build(&self, flat: &[f32], device: &Device) -> ActorCritic {
         assert_eq!(flat.len(), self.layout().num_floats(), "parameter count");
         let mut offset = 0;
+        let mut position = 0u64;
+        // The next `n` values in layout order, with the id of their parameter's position.
         let mut take = |n: usize| {
-            let slice = &flat[offset..offset + n];
+            let values = flat[offset..offset + n].to_vec();
             offset += n;
-            slice.to_vec()
+            position += 1;
+            (values, ParamId::from(position))
         };
         let mut mlp = |out: usize| Mlp {
             layers: self
                 .stack(out)
                 .into_iter()
-                .map(|(d_in, d_out)| Linear {
-                    weight: Param::from_data(
-                        TensorData::new(take(d_in * d_out), [d_in, d_out]),
-                        device,
-                    ),
-                    bias: Some(Param::from_data(
-                        TensorData::new(take(d_out), [d_out]),
-                        device,
-                    )),
+                .map(|(d_in, d_out)| {
+                    let (w, w_id) = take(d_in * d_out);
+                    let (b, b_id) = take(d_out);
+                    Linear {
+                        weight: param(TensorData::new(w, [d_in, d_out]), w_id, device),
+                        bias: Some(param(TensorData::new(b, [d_out]), b_id, device)),
+                    }
                 })
                 .collect(),
             activation: self.activation,
@@ -197,7 +199,8 @@ impl ModelSpec {
         let log_std = match self.action {
             ActionHead::Categorical(_) => None,
             ActionHead::Gaussian(dim) => {
-                Some(Param::from_data(TensorData::new(take(dim), [dim]), device))
+                let (v, id) = take(dim);
+                Some(param(TensorData::new(v, [dim]), id, device))
             }
         };
         ActorCritic {
@@ -206,6 +209,13 @@ impl ModelSpec {
             log_std,
         }
     }
+}
+
+/// A trainable parameter from `data` on `device` with the fixed `id`.
+fn param<const D: usize>(data: TensorData, id: ParamId, device: &Device) -> Param<Tensor<D>> {
+    let mut p = Param::from_data(data, device);
+    p.id = id;
+    p
 }
 
 /// Orthogonal initialisation as `torch.nn.init.orthogonal_` does it for a weight of

@@ -187,6 +187,17 @@ impl NormStats {
         }
     }
 
+    /// Whether these could be the statistics of at most `samples` vectors of values within
+    /// `±max_abs` (the learner's check of what one rollout reports).
+    pub fn plausible_for(&self, samples: f64, max_abs: f64) -> bool {
+        [&self.observations, &self.returns].iter().all(|m| {
+            m.count <= samples
+                && m.mean.iter().all(|x| x.abs() <= max_abs)
+                // Σ(x − mean)² over `count` samples within ±max_abs.
+                && m.m2.iter().all(|&x| x <= m.count * 4.0 * max_abs * max_abs)
+        })
+    }
+
     /// Validates statistics from the network for observations of `obs_dim` values.
     pub fn from_proto(
         msg: Option<&proto::NormStats>,

@@ -31,6 +31,8 @@ pub mod streams {
     pub const MODEL_INIT: u64 = 0x4d4f_4445_4c00;
     /// Minibatch shuffling on the learner.
     pub const LEARNER: u64 = 0x4c45_4152_4e00;
+    /// Evaluation episodes of `shoal eval`.
+    pub const EVAL: u64 = 0x4556_414c_0000;
     /// Base of the per-actor streams: actor `i` uses `ACTOR_BASE + i`.
     pub const ACTOR_BASE: u64 = 0x4143_5400_0000;
 }

@@ -83,8 +83,11 @@ pub enum RolloutError {
         /// Bytes expected.
         want: usize,
     },
-    /// A field holds NaN or infinity.
-    #[error("rollout field `{field}` holds a non-finite value at index {index}")]
+    /// A field holds NaN, infinity or a value beyond ±`MAX_ABS_VALUE`.
+    #[error(
+        "rollout field `{field}` holds a non-finite or implausibly large value (beyond ±1e6) at \
+         index {index}"
+    )]
     NotFinite {
         /// The field.
         field: &'static str,
@@ -123,7 +126,7 @@ fn floats(field: &'static str, data: &[u8], len: usize) -> Result<Vec<f32>, Roll
         got: data.len(),
         want: len * 4,
     })?;
-    if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+    if let Some(index) = crate::codec::first_implausible(&values) {
         return Err(RolloutError::NotFinite { field, index });
     }
     Ok(values)
@@ -199,8 +202,20 @@ impl Rollout {
                 episode_returns.len()
             )));
         }
-        if episode_returns.iter().any(|r| !r.is_finite()) {
-            return Err(RolloutError::Episodes("non-finite episode return".into()));
+        if episode_returns
+            .iter()
+            .any(|r| !(r.is_finite() && r.abs() < 1e12))
+        {
+            return Err(RolloutError::Episodes(
+                "non-finite or implausibly large episode return".into(),
+            ));
+        }
+        let moments = NormStats::from_proto(msg.moments.as_ref(), shape.obs_dim)?;
+        // Each actor reports the statistics of this rollout's own T × N steps.
+        if !moments.plausible_for(tn as f64, crate::codec::MAX_ABS_VALUE as f64) {
+            return Err(RolloutError::Moments(NormStatsError::Invalid(
+                "moments (more samples or larger values than the rollout holds)",
+            )));
         }
         Ok(Self {
             actor_id: msg.actor_id,
@@ -217,7 +232,7 @@ impl Rollout {
             truncation_values: floats("truncation_values", &msg.truncation_values, tn)?,
             episode_returns,
             episode_lengths,
-            moments: NormStats::from_proto(msg.moments.as_ref(), shape.obs_dim)?,
+            moments,
         })
     }
 
@@ -242,6 +257,7 @@ impl Rollout {
             episode_returns: self.episode_returns.clone(),
             episode_lengths: self.episode_lengths.clone(),
             moments: Some(self.moments.to_proto()),
+            actor_stats: None,
         }
     }
 }

@@ -7,23 +7,23 @@
 //! push costs one tensor built from the gradient bytes, the optimizer's few elementwise
 //! operations and one read-back, whatever the number of layers.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Instant;
 
 use burn::module::{Module, Param};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, RmsPropConfig};
 use burn::tensor::{Device, Tensor, TensorData};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::Receiver;
+use serde_json::Value;
 use shoal_common::codec::encode_f32;
-use shoal_common::config::{A3cConfig, A3cOptimizer};
+use shoal_common::config::{A3cConfig, A3cOptimizer, RunConfig};
 use shoal_common::gradient::GradientPush;
-use tokio_util::sync::CancellationToken;
+use shoal_common::normalize::NormStats;
 
-use crate::run_dir::RunDir;
+use crate::driver::{Algorithm, Stop, stop_reason};
 use crate::service::{Experience, Shared};
 use crate::status::Progress;
 use crate::trainer::UpdateStats;
-use crate::{LearnerError, RunEnd, RunSummary, finish_run, stop_reason, write_status};
 
 /// Gradients applied back to back before the new parameters are published: under load the
 /// learner publishes once per burst instead of once per gradient (the read-back and encoding
@@ -81,9 +81,10 @@ impl A3cTrainer {
     pub fn new(config: &A3cConfig, initial: &[f32], device: Device) -> Self {
         let len = initial.len();
         let autodiff = device.clone().autodiff();
-        let params = FlatParams {
-            values: Param::from_data(TensorData::new(initial.to_vec(), [len]), &autodiff),
-        };
+        let mut values = Param::from_data(TensorData::new(initial.to_vec(), [len]), &autodiff);
+        // A fixed id: the optimizer state saved in a checkpoint is keyed by it.
+        values.id = burn::module::ParamId::from(1);
+        let params = FlatParams { values };
         Self {
             params: Some(params),
             optimizer: optimizer(config),
@@ -126,8 +127,18 @@ impl A3cTrainer {
     }
 
     /// Writes the optimizer state (burnpack) to `path`.
-    pub fn save_optimizer(&self, path: &std::path::Path) -> Result<(), String> {
+    pub fn save_optimizer(&self, path: &Path) -> Result<(), String> {
         self.optimizer.save(path).map_err(|e| format!("{e:?}"))
+    }
+
+    /// Reads the optimizer state [`A3cTrainer::save_optimizer`] wrote.
+    pub fn load_optimizer(&mut self, path: &Path) -> Result<(), String> {
+        self.optimizer = self
+            .optimizer
+            .clone()
+            .load(path)
+            .map_err(|e| format!("{}: {e:?}", path.display()))?;
+        Ok(())
     }
 }
 
@@ -166,97 +177,108 @@ impl IntervalStats {
     }
 }
 
-/// The trainer thread for A3C: apply gradients as they arrive (dropping those more than
-/// `max_staleness` versions behind by the time they are applied), publish after each burst,
-/// log status, stop.
-pub(crate) fn train_loop(
-    shared: Arc<Shared>,
-    rx: Receiver<Experience>,
-    mut trainer: A3cTrainer,
-    mut dir: RunDir,
-    shutdown: CancellationToken,
-) -> Result<RunSummary, LearnerError> {
-    let config = shared.config.clone();
-    let interval = Duration::from_secs_f64(config.learner.status_interval_secs);
-    let mut progress = Progress::new();
-    let mut next_status = Instant::now() + interval;
-    let mut stats = IntervalStats::default();
-    let mut update_secs = 0.0;
-    let normalization = (*shared.store.latest().normalization).clone();
-    let (reason, solved) = loop {
-        if shutdown.is_cancelled() {
-            break ("shutdown requested".to_string(), false);
+/// A3C on the trainer thread: applies gradients as they arrive (dropping those more than
+/// `max_staleness` versions behind by the time they are applied) and publishes after each burst.
+pub(crate) struct A3cRun {
+    trainer: A3cTrainer,
+    config: RunConfig,
+    stats: IntervalStats,
+    update_secs: f64,
+    normalization: NormStats,
+}
+
+impl A3cRun {
+    /// `normalization` is shipped unchanged with every version (A3C runs do not normalise:
+    /// config validation refuses it).
+    pub(crate) fn new(
+        config: &RunConfig,
+        initial: &[f32],
+        device: Device,
+        normalization: NormStats,
+    ) -> Self {
+        Self {
+            trainer: A3cTrainer::new(&config.a3c, initial, device),
+            config: config.clone(),
+            stats: IntervalStats::default(),
+            update_secs: 0.0,
+            normalization,
         }
-        let timeout = next_status
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_millis(200));
-        let first = match rx.recv_timeout(timeout) {
-            Ok(Experience::Gradient(g)) => Some(g),
-            Ok(Experience::Rollout(_) | Experience::Transitions(_)) => {
-                unreachable!("the service refuses rollouts and transitions in A3C runs")
-            }
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => break ("gradient queue closed".into(), false),
-        };
-        if let Some(first) = first {
-            let start = Instant::now();
-            let mut applied = 0;
-            let burst = std::iter::once(first).chain(
-                std::iter::from_fn(|| match rx.try_recv() {
-                    Ok(Experience::Gradient(g)) => Some(g),
-                    _ => None,
-                })
-                .take(MAX_BURST - 1),
-            );
-            for g in burst {
-                progress.env_steps += g.env_steps as u64;
-                for (&r, &l) in g.episode_returns.iter().zip(&g.episode_lengths) {
-                    progress.episodes.push(r, l);
-                }
-                let staleness = progress.version.saturating_sub(g.version);
-                if staleness > config.a3c.max_staleness {
-                    progress.gradients_stale += 1;
-                    continue;
-                }
-                progress.lag.record(staleness);
-                let mut g = g;
-                let norm = trainer.apply(std::mem::take(&mut g.grad));
-                stats.add(&g, norm);
-                progress.gradients_applied += 1;
-                applied += 1;
-            }
-            if applied > 0 {
-                progress.updates += applied;
-                progress.version = shared
-                    .store
-                    .publish(encode_f32(&trainer.params()), normalization.clone());
-            }
-            update_secs += start.elapsed().as_secs_f64();
-            if let Some(stop) = stop_reason(&config, &progress) {
-                break stop;
-            }
-        }
-        if Instant::now() >= next_status {
-            if let Some(s) = stats.take(config.a3c.learning_rate) {
-                progress.last_update = Some(s);
-            }
-            write_status(&shared, &mut progress, &mut dir)?;
-            next_status = Instant::now() + interval;
-        }
-    };
-    if let Some(s) = stats.take(config.a3c.learning_rate) {
-        progress.last_update = Some(s);
     }
-    let end = RunEnd {
-        reason,
-        solved,
-        update_secs,
-        params: trainer.params(),
-        normalization: &normalization,
-    };
-    finish_run(&shared, &mut progress, &mut dir, end, |p| {
-        trainer.save_optimizer(p)
-    })
+}
+
+impl Algorithm for A3cRun {
+    fn handle(
+        &mut self,
+        first: Experience,
+        rx: &Receiver<Experience>,
+        shared: &Shared,
+        progress: &mut Progress,
+    ) -> Option<Stop> {
+        let Experience::Gradient(first) = first else {
+            unreachable!("the service refuses rollouts and transitions in A3C runs")
+        };
+        let start = Instant::now();
+        let mut applied = 0;
+        let burst = std::iter::once(first).chain(
+            std::iter::from_fn(|| match rx.try_recv() {
+                Ok(Experience::Gradient(g)) => Some(g),
+                _ => None,
+            })
+            .take(MAX_BURST - 1),
+        );
+        for mut g in burst {
+            progress.env_steps += g.env_steps as u64;
+            for (&r, &l) in g.episode_returns.iter().zip(&g.episode_lengths) {
+                progress.episodes.push(r, l);
+            }
+            let staleness = progress.version.saturating_sub(g.version);
+            if staleness > self.config.a3c.max_staleness {
+                progress.gradients_stale += 1;
+                continue;
+            }
+            progress.lag.record(staleness);
+            let norm = self.trainer.apply(std::mem::take(&mut g.grad));
+            self.stats.add(&g, norm);
+            progress.gradients_applied += 1;
+            applied += 1;
+        }
+        if applied > 0 {
+            progress.updates += applied;
+            progress.version = shared.store.publish(
+                encode_f32(&self.trainer.params()),
+                self.normalization.clone(),
+            );
+        }
+        self.update_secs += start.elapsed().as_secs_f64();
+        stop_reason(&self.config, progress)
+    }
+
+    fn before_status(&mut self, progress: &mut Progress) {
+        if let Some(s) = self.stats.take(self.config.a3c.learning_rate) {
+            progress.last_update = Some(s);
+        }
+    }
+
+    fn params(&self) -> Vec<f32> {
+        self.trainer.params()
+    }
+
+    fn normalization(&self) -> NormStats {
+        self.normalization.clone()
+    }
+
+    fn update_secs(&self) -> f64 {
+        self.update_secs
+    }
+
+    fn save(&self, dir: &Path) -> Result<Value, String> {
+        self.trainer.save_optimizer(&dir.join("optimizer.bpk"))?;
+        Ok(Value::Null)
+    }
+
+    fn restore(&mut self, dir: &Path, _state: &Value) -> Result<(), String> {
+        self.trainer.load_optimizer(&dir.join("optimizer.bpk"))
+    }
 }
 
 #[cfg(test)]

@@ -117,3 +117,20 @@ fn forced_wgpu() -> Result<SelectedDevice, DeviceError> {
 fn forced_wgpu() -> Result<SelectedDevice, DeviceError> {
     Err(DeviceError::WgpuNotBuilt)
 }
+
+/// Makes flex burn's default device unless `BURN_DEVICE` already names one. burn creates
+/// optimizer state read from a checkpoint on its default device (wgpu in builds with the GPU
+/// backend, which panics on a host without any Vulkan adapter) and moves it to the training
+/// device on the next step, so flex is always a safe place for it; shoal passes its devices
+/// explicitly everywhere else.
+///
+/// # Safety
+/// Changes the process environment: call it before any other thread exists (first thing in
+/// `main`).
+#[allow(unsafe_code)]
+pub unsafe fn default_device_flex() {
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: the caller guarantees that no other thread exists yet.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
+    }
+}

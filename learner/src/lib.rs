@@ -1,15 +1,19 @@
-//! The shoal learner: owns the global network and its optimizer, trains it with synchronous
-//! distributed PPO and serves the gRPC parameter server.
+//! The shoal learner: owns the global network and its optimizer, trains it (synchronous PPO,
+//! A3C or DQN) and serves the gRPC parameter server.
 //!
 //! # Layout
 //! - [`service`]: the tonic handlers; validation; the bounded queue into the trainer.
-//! - [`trainer`]: the model and optimizer; one PPO update per batch of rollouts.
+//! - [`guard`]: the layer in front of every rpc: the shared token, transport-level refusals.
+//! - `driver`: the trainer thread's loop shared by the algorithms (status, checkpoints, end).
+//! - [`trainer`]: the PPO model and optimizer; one update per batch of rollouts.
 //! - [`ppo`]: GAE and the PPO loss as pure functions.
 //! - [`a3c`]: A3C's parameter server side: flat parameters, one optimizer step per gradient.
-//! - [`dqn`]: distributed DQN's parts built so far: replay buffer, sum-tree, targets, loss.
+//! - [`dqn`]: distributed DQN: replay buffer, sum-tree, targets, loss, evaluation.
 //! - [`param_store`]: versioned, immutable parameter snapshots (publish = swap an `Arc`).
 //! - [`status`]: the status line and metrics rows.
-//! - [`run_dir`]: the run directory and checkpoints.
+//! - [`metrics`]: CSV columns, TensorBoard tags, Prometheus exposition, bottleneck warnings.
+//! - [`tensorboard`]: TensorBoard event files.
+//! - [`run_dir`]: the run directory, checkpoints and resuming from them.
 //! - [`device`]: run-time choice between wgpu (a real GPU) and flex (CPU).
 //! - [`cli`]: command-line arguments and their resolution into a checked config.
 //!
@@ -23,19 +27,21 @@ pub mod a3c;
 pub mod cli;
 pub mod device;
 pub mod dqn;
+mod driver;
+pub mod guard;
+pub mod metrics;
 pub mod param_store;
 pub mod ppo;
 pub mod run_dir;
 pub mod service;
 pub mod status;
+pub mod tensorboard;
 pub mod trainer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -49,14 +55,16 @@ use shoal_common::model::{ActionHead, ModelSpec};
 use shoal_common::normalize::NormStats;
 use shoal_common::proto::parameter_server_server::ParameterServerServer;
 use shoal_common::rng::{derive_seed, streams};
-use shoal_common::rollout::Rollout;
+use shoal_common::security::{SecurityError, Token};
 
-use crate::a3c::A3cTrainer;
+use crate::a3c::A3cRun;
+use crate::dqn::DqnRun;
+use crate::driver::Algorithm;
 use crate::param_store::ParamStore;
-use crate::run_dir::{CheckpointCounters, RunDir};
-use crate::service::{Experience, ParameterService, Shared};
-use crate::status::{Progress, ServiceView, log_status};
-use crate::trainer::{Batch, PpoTrainer};
+use crate::run_dir::RunDir;
+use crate::service::{ParameterService, Shared};
+use crate::status::Progress;
+use crate::trainer::PpoRun;
 
 /// Why the learner could not run.
 #[derive(Debug, Error)]
@@ -75,7 +83,7 @@ pub enum LearnerError {
     /// No training device.
     #[error(transparent)]
     Device(#[from] device::DeviceError),
-    /// The run directory could not be written.
+    /// The run directory could not be written or read.
     #[error("run directory {path}: {source}")]
     RunDir {
         /// The file or directory.
@@ -83,9 +91,28 @@ pub enum LearnerError {
         /// Why.
         source: std::io::Error,
     },
+    /// A checkpoint's algorithm state could not be restored.
+    #[error("cannot resume from {path}: {message}")]
+    Restore {
+        /// The checkpoint.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The token or TLS files are unusable.
+    #[error(transparent)]
+    Security(#[from] SecurityError),
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Server(#[from] tonic::transport::Error),
+    /// The Prometheus endpoint could not listen.
+    #[error("metrics endpoint: cannot listen on {addr}: {source}")]
+    MetricsListen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The trainer thread panicked.
     #[error("trainer thread panicked: {0}")]
     TrainerPanic(String),
@@ -108,9 +135,9 @@ pub struct RunSummary {
     pub episodes: u64,
     /// Mean return of the last 100 episodes.
     pub return_mean_100: Option<f64>,
-    /// Seconds from start to stop.
+    /// Seconds of training (summed over resumes).
     pub wall_secs: f64,
-    /// Seconds the trainer spent updating and publishing (the rest it waited for rollouts).
+    /// Seconds the trainer spent updating and publishing (the rest it waited for experience).
     pub update_secs: f64,
     /// Rollouts dropped as stale (PPO).
     pub rollouts_stale: u64,
@@ -120,8 +147,71 @@ pub struct RunSummary {
     pub eval_return_mean: Option<f64>,
     /// Gradients dropped as more than `max_staleness` versions old (A3C).
     pub gradients_stale: u64,
+    /// Longest time the trainer waited for a batch to fill (PPO), in seconds.
+    pub longest_stall_secs: f64,
+    /// PPO updates made on fewer rollouts than asked because actors went missing.
+    pub partial_updates: u64,
     /// The run directory.
     pub run_dir: PathBuf,
+}
+
+/// A TLS certificate chain and private key (PEM) the learner serves with.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    /// Certificate chain, PEM.
+    pub cert: Vec<u8>,
+    /// Private key, PEM.
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsIdentity(<certificate and key>)")
+    }
+}
+
+/// Everything [`run`] needs besides the listener.
+#[derive(Debug, Clone)]
+pub struct LearnerOptions {
+    /// The checked run config.
+    pub config: RunConfig,
+    /// Where the run writes.
+    pub run_dir: PathBuf,
+    /// Continue from the newest checkpoint in `run_dir`.
+    pub resume: bool,
+    /// Every rpc must carry this token (`None`: no authentication).
+    pub token: Option<Token>,
+    /// Serve TLS with this identity.
+    pub tls: Option<TlsIdentity>,
+    /// Serve Prometheus metrics (`GET /metrics`) on this address.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Called by the trainer thread with every status row (e.g. a progress display).
+    pub on_status: Option<StatusHook>,
+}
+
+/// A callback that sees every status row.
+#[derive(Clone)]
+pub struct StatusHook(pub Arc<dyn Fn(&serde_json::Value) + Send + Sync>);
+
+impl std::fmt::Debug for StatusHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StatusHook")
+    }
+}
+
+impl LearnerOptions {
+    /// A fresh run of `config` in `run_dir`, without token or TLS.
+    pub fn new(config: RunConfig, run_dir: PathBuf) -> Self {
+        Self {
+            config,
+            run_dir,
+            resume: false,
+            token: None,
+            tls: None,
+            metrics_listen: None,
+            on_status: None,
+        }
+    }
 }
 
 /// The model spec a config's environment needs.
@@ -148,21 +238,75 @@ pub fn model_spec(config: &RunConfig) -> Result<ModelSpec, LearnerError> {
     })
 }
 
+/// How long the learner keeps serving after the run ended so that pushing actors (A3C, DQN),
+/// which learn of the end from their next ack, are told.
+const TELL_PUSHERS: Duration = Duration::from_secs(1);
+/// How long the server may take to close its connections at the end.
+const SERVER_DRAIN: Duration = Duration::from_secs(2);
+
 /// Runs a learner on `listener` until the run ends (target return or step budget) or
-/// `shutdown` is cancelled. Writes `run_dir` and a final checkpoint.
+/// `shutdown` is cancelled. Writes the run directory, periodic checkpoints and a final one.
+/// With `options.resume`, continues from the newest checkpoint in the run directory.
 pub async fn run(
-    config: RunConfig,
-    run_dir: PathBuf,
+    options: LearnerOptions,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<RunSummary, LearnerError> {
+    let LearnerOptions {
+        config,
+        run_dir,
+        resume,
+        token,
+        tls,
+        metrics_listen,
+        on_status,
+    } = options;
     config.validate()?;
     let spec = model_spec(&config)?;
+    let layout = spec.layout();
     let selected = device::select(config.learner.device)?;
     info!(device = %selected.description, "training device chosen");
-    let dir = RunDir::create(&run_dir, &config)?;
-    let initial = spec.init_params(derive_seed(config.seed, streams::MODEL_INIT));
-    let store = ParamStore::new(encode_f32(&initial), NormStats::new(spec.obs_dim));
+    let (dir, restored) = if resume {
+        let dir = RunDir::open(&run_dir)?;
+        let restored = dir.latest_checkpoint(config.algorithm.name(), &layout)?;
+        match &restored {
+            Some(c) => info!(
+                checkpoint = %c.dir.display(),
+                env_steps = c.counters.env_steps,
+                updates = c.counters.updates,
+                version = c.counters.version,
+                "resuming from checkpoint"
+            ),
+            None => warn!(
+                run_dir = %run_dir.display(),
+                "--resume: the run has no checkpoint yet; starting it afresh"
+            ),
+        }
+        (dir, restored)
+    } else {
+        (RunDir::create(&run_dir, &config)?, None)
+    };
+    let initial = match &restored {
+        Some(c) => c.params.clone(),
+        None => spec.init_params(derive_seed(config.seed, streams::MODEL_INIT)),
+    };
+    let normalization = match &restored {
+        Some(c) => c.normalization.clone(),
+        None => NormStats::new(spec.obs_dim),
+    };
+    let progress = restored
+        .as_ref()
+        .map(|c| Progress::resume(&c.counters))
+        .unwrap_or_default();
+    let store = ParamStore::new(encode_f32(&initial), normalization, progress.version);
+    let metrics_listener = match metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| LearnerError::MetricsListen { addr, source })?,
+        ),
+        None => None,
+    };
     let (tx, rx) = crossbeam_channel::bounded(config.learner.queue_capacity);
     let shared = Arc::new(Shared::new(
         config.clone(),
@@ -170,14 +314,35 @@ pub async fn run(
         store,
         tx,
         shutdown.clone(),
+        restored.as_ref().map_or(1, |c| c.counters.next_actor_id),
     ));
-    let addr = listener.local_addr().ok();
+    shared
+        .env_steps
+        .store(progress.env_steps, std::sync::atomic::Ordering::Relaxed);
+    let metrics_server = metrics_listener.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            info!(url = %format!("http://{addr}/metrics"), "Prometheus metrics served");
+        }
+        tokio::spawn(metrics::serve(
+            listener,
+            shared.clone(),
+            token.clone(),
+            shutdown.clone(),
+        ))
+    });
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     info!(
-        listen = ?addr,
+        listen = addr,
         run_dir = %run_dir.display(),
         env_id = config.env_id,
-        params = spec.layout().num_floats(),
+        algorithm = config.algorithm.name(),
+        params = layout.num_floats(),
         fingerprint = shared.fingerprint,
+        authentication = token.is_some(),
+        tls = tls.is_some(),
         "learner ready"
     );
 
@@ -189,47 +354,87 @@ pub async fn run(
         .spawn(move || {
             // Whatever happens to this thread (even a panic), actors are told the run is over.
             let _finish = FinishOnDrop(trainer_shared.store.clone());
-            let result = match config.algorithm {
-                AlgorithmKind::Ppo => {
-                    let trainer = PpoTrainer::new(
-                        &config,
-                        spec,
-                        &initial,
-                        selected.device,
-                        derive_seed(config.seed, streams::LEARNER),
-                    );
-                    train_loop(trainer_shared, rx, trainer, dir, trainer_shutdown)
-                }
-                AlgorithmKind::A3c => {
-                    let trainer = A3cTrainer::new(&config.a3c, &initial, selected.device);
-                    a3c::train_loop(trainer_shared, rx, trainer, dir, trainer_shutdown)
-                }
-                AlgorithmKind::Dqn => {
-                    let trainer = dqn::trainer::DqnTrainer::new(
-                        &config,
-                        spec,
-                        &initial,
-                        selected.device,
-                        derive_seed(config.seed, streams::LEARNER),
-                    );
-                    dqn::train_loop(trainer_shared, rx, trainer, dir, trainer_shutdown)
-                }
+            // A resumed run does not replay the minibatch and replay-sampling order it had.
+            let seed = derive_seed(config.seed, streams::LEARNER);
+            let seed = match &restored {
+                Some(c) => derive_seed(seed, c.counters.updates),
+                None => seed,
             };
+            let normalization = (*trainer_shared.store.latest().normalization).clone();
+            let device = selected.device;
+            let mut algo: Box<dyn Algorithm> = match config.algorithm {
+                AlgorithmKind::Ppo => Box::new(PpoRun::new(
+                    &config,
+                    spec,
+                    &initial,
+                    device,
+                    seed,
+                    normalization,
+                )),
+                AlgorithmKind::A3c => {
+                    Box::new(A3cRun::new(&config, &initial, device, normalization))
+                }
+                AlgorithmKind::Dqn => Box::new(DqnRun::new(
+                    &config,
+                    spec,
+                    &initial,
+                    device,
+                    seed,
+                    normalization,
+                )),
+            };
+            let result = restored
+                .as_ref()
+                .map_or(Ok(()), |c| {
+                    algo.restore(&c.dir, &c.state)
+                        .map_err(|message| LearnerError::Restore {
+                            path: c.dir.clone(),
+                            message,
+                        })
+                })
+                .and_then(|()| {
+                    driver::drive(
+                        trainer_shared,
+                        rx,
+                        algo.as_mut(),
+                        dir,
+                        progress,
+                        trainer_shutdown,
+                        on_status,
+                    )
+                });
             let _ = done_tx.send(());
             result
         })
         .expect("spawn trainer thread");
 
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<ParameterServerServer<ParameterService>>()
+        .await;
     let service = ParameterServerServer::new(ParameterService::new(shared.clone()))
-        .max_decoding_message_size(shoal_common::MAX_MESSAGE_BYTES)
+        .max_decoding_message_size(shared.max_request_bytes())
         .max_encoding_message_size(shoal_common::MAX_MESSAGE_BYTES);
+    // Dead connections (a partitioned actor) are noticed by keepalive pings within the actor
+    // timeout.
+    let keepalive = shared.actor_timeout / 2;
+    let mut builder = tonic::transport::Server::builder()
+        .initial_stream_window_size(Some(shoal_common::HTTP2_WINDOW_BYTES))
+        .initial_connection_window_size(Some(2 * shoal_common::HTTP2_WINDOW_BYTES))
+        .max_frame_size(shoal_common::HTTP2_MAX_FRAME_BYTES)
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(keepalive));
+    if let Some(tls) = &tls {
+        builder = builder.tls_config(
+            tonic::transport::ServerTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key)),
+        )?;
+    }
     let server_shutdown = shutdown.clone();
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .initial_stream_window_size(Some(shoal_common::HTTP2_WINDOW_BYTES))
-            .initial_connection_window_size(Some(2 * shoal_common::HTTP2_WINDOW_BYTES))
-            .max_frame_size(shoal_common::HTTP2_MAX_FRAME_BYTES)
-            .http2_keepalive_interval(Some(Duration::from_secs(10)))
+    let mut server = tokio::spawn(
+        builder
+            .layer(guard::GuardLayer::new(token, shared.clone()))
+            .add_service(health_service)
             .add_service(service)
             // The builder's TCP settings do not reach a listener we bring; without NODELAY, a
             // parameter version's last segment waited for the actor's delayed ACK (~12 ms here).
@@ -241,30 +446,44 @@ pub async fn run(
 
     // The trainer ends the run (or notices the cancellation); then the server stops. A server
     // that fails first cancels the run, and the trainer stops at its next check.
-    let mut server = server;
     let mut server_result = None;
     tokio::select! {
         _ = done_rx => {
             // Pushing actors (A3C, DQN) learn that the run ended from the ack to their next push.
             tokio::select! {
-                _ = shared.wait_until_pushers_told(Duration::from_secs(2)) => {}
+                _ = shared.wait_until_pushers_told(TELL_PUSHERS) => {}
                 result = &mut server => server_result = Some(result),
             }
         }
         result = &mut server => server_result = Some(result),
     }
+    health
+        .set_not_serving::<ParameterServerServer<ParameterService>>()
+        .await;
     shutdown.cancel();
-    let summary = trainer
-        .join()
+    let summary = tokio::task::spawn_blocking(move || trainer.join())
+        .await
+        .expect("join the trainer thread")
         .map_err(|p| LearnerError::TrainerPanic(format!("{p:?}")))??;
     let server_result = match server_result {
         Some(result) => Ok(result),
-        None => tokio::time::timeout(Duration::from_secs(5), server).await,
+        None => tokio::time::timeout(SERVER_DRAIN, &mut server).await,
     };
     match server_result {
         Ok(Ok(result)) => result?,
         Ok(Err(join)) => warn!(error = %join, "server task failed"),
-        Err(_) => warn!("server did not stop within 5 s; leaving it"),
+        Err(_) => {
+            // Streams and connections still open are closed by dropping the server.
+            server.abort();
+            warn!("connections still open after {SERVER_DRAIN:?}; closed");
+        }
+    }
+    if let Some(mut metrics) = metrics_server
+        && tokio::time::timeout(SERVER_DRAIN, &mut metrics)
+            .await
+            .is_err()
+    {
+        metrics.abort();
     }
     Ok(summary)
 }
@@ -278,207 +497,4 @@ impl Drop for FinishOnDrop {
             self.0.finish("the learner stopped unexpectedly".into());
         }
     }
-}
-
-fn service_view(shared: &Shared) -> ServiceView {
-    let c = &shared.counters;
-    ServiceView {
-        connected_actors: shared.connected_actors(),
-        queue_depth: shared.queue_depth(),
-        rollouts_rejected: c.rollouts_rejected.load(Ordering::Relaxed),
-        queue_full: c.queue_full.load(Ordering::Relaxed),
-        gradients_rejected: c.gradients_rejected.load(Ordering::Relaxed),
-        gradients_stale: c.gradients_stale.load(Ordering::Relaxed),
-    }
-}
-
-/// Closes a status interval: one status line and one `metrics.jsonl` row.
-fn write_status(
-    shared: &Shared,
-    progress: &mut Progress,
-    dir: &mut RunDir,
-) -> Result<(), LearnerError> {
-    let row = progress.snapshot(service_view(shared));
-    log_status(&row);
-    dir.write_metrics(&row)
-}
-
-/// Whether a run should stop after `progress`: the reason and whether it solved the task.
-fn stop_reason(config: &RunConfig, progress: &Progress) -> Option<(String, bool)> {
-    if let (Some(target), Some(mean)) = (config.target_return, progress.episodes.full_mean())
-        && mean >= target
-    {
-        return Some((
-            format!(
-                "target_return {target} reached: mean return {mean:.1} over the last 100 episodes"
-            ),
-            true,
-        ));
-    }
-    (progress.env_steps >= config.total_steps)
-        .then(|| (format!("total_steps {} reached", config.total_steps), false))
-}
-
-/// What the end of a run writes and reports.
-struct RunEnd<'a> {
-    reason: String,
-    solved: bool,
-    update_secs: f64,
-    params: Vec<f32>,
-    normalization: &'a NormStats,
-}
-
-/// Tells actors the run is over, writes the last metrics row and the final checkpoint, and
-/// makes the summary.
-fn finish_run(
-    shared: &Shared,
-    progress: &mut Progress,
-    dir: &mut RunDir,
-    end: RunEnd<'_>,
-    save_optimizer: impl FnOnce(&std::path::Path) -> Result<(), String>,
-) -> Result<RunSummary, LearnerError> {
-    // Tell actors first, so they stop collecting while the checkpoint is written.
-    shared.store.finish(end.reason.clone());
-    write_status(shared, progress, dir)?;
-    let counters = CheckpointCounters {
-        version: progress.version,
-        env_steps: progress.env_steps,
-        updates: progress.updates,
-        episodes: progress.episodes.total,
-    };
-    let checkpoint = dir.write_checkpoint(
-        "final",
-        &shared.layout,
-        &end.params,
-        end.normalization,
-        counters,
-        save_optimizer,
-    )?;
-    let summary = RunSummary {
-        reason: end.reason,
-        solved: end.solved,
-        env_steps: progress.env_steps,
-        updates: progress.updates,
-        version: progress.version,
-        episodes: progress.episodes.total,
-        return_mean_100: progress.episodes.mean(),
-        wall_secs: progress.elapsed_secs(),
-        update_secs: end.update_secs,
-        rollouts_stale: progress.rollouts_stale,
-        gradients_applied: progress.gradients_applied,
-        eval_return_mean: progress.eval_return_mean,
-        gradients_stale: progress.gradients_stale
-            + shared.counters.gradients_stale.load(Ordering::Relaxed),
-        run_dir: dir.path().to_path_buf(),
-    };
-    info!(
-        reason = summary.reason,
-        solved = summary.solved,
-        env_steps = summary.env_steps,
-        updates = summary.updates,
-        wall_secs = format_args!("{:.2}", summary.wall_secs),
-        checkpoint = %checkpoint.display(),
-        "run finished"
-    );
-    Ok(summary)
-}
-
-/// The trainer thread: consume rollouts, update, publish; log status; stop.
-fn train_loop(
-    shared: Arc<Shared>,
-    rx: Receiver<Experience>,
-    mut trainer: PpoTrainer,
-    mut dir: RunDir,
-    shutdown: CancellationToken,
-) -> Result<RunSummary, LearnerError> {
-    let config = shared.config.clone();
-    let needed = config.ppo.rollouts_per_update;
-    let interval = Duration::from_secs_f64(config.learner.status_interval_secs);
-    let mut progress = Progress::new();
-    let mut next_status = Instant::now() + interval;
-    let mut batch: Vec<Rollout> = Vec::with_capacity(needed);
-    let mut waiting_since = Instant::now();
-    let mut solved = false;
-    let mut update_secs = 0.0;
-    // The statistics of every rollout trained on; each version ships them as they were when it
-    // was published.
-    let mut normalization = (*shared.store.latest().normalization).clone();
-    let reason = loop {
-        if shutdown.is_cancelled() {
-            break "shutdown requested".to_string();
-        }
-        let timeout = next_status
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_millis(200));
-        match rx.recv_timeout(timeout) {
-            Ok(Experience::Gradient(_) | Experience::Transitions(_)) => {
-                unreachable!("the service refuses gradients and transitions in PPO runs")
-            }
-            Ok(Experience::Rollout(rollout)) => {
-                let rollout = *rollout;
-                tracing::debug!(
-                    actor_id = rollout.actor_id,
-                    version = rollout.version,
-                    "rollout received"
-                );
-                progress.env_steps += rollout.env_steps() as u64;
-                for (&r, &l) in rollout.episode_returns.iter().zip(&rollout.episode_lengths) {
-                    progress.episodes.push(r, l);
-                }
-                progress
-                    .lag
-                    .record(progress.version.saturating_sub(rollout.version));
-                if rollout.version == progress.version && batch.len() < needed {
-                    normalization.merge(&rollout.moments);
-                    batch.push(rollout);
-                } else {
-                    progress.rollouts_stale += 1;
-                }
-                if batch.len() == needed {
-                    let waited = waiting_since.elapsed().as_secs_f64();
-                    progress.longest_wait_secs = progress.longest_wait_secs.max(waited);
-                    let update_start = Instant::now();
-                    tracing::debug!(version = progress.version, "update starts");
-                    // Arrival order varies from run to run; actor order does not.
-                    batch.sort_by_key(|r| r.actor_id);
-                    let data =
-                        Batch::from_rollouts(&batch, config.ppo.gamma, config.ppo.gae_lambda);
-                    let stats = trainer.update(&data, progress.env_steps);
-                    progress.rollouts_used += batch.len() as u64;
-                    batch.clear();
-                    progress.updates += 1;
-                    progress.last_update = Some(stats);
-                    let next_version = progress.version + 1;
-                    shared.begin_version(next_version);
-                    progress.version = shared
-                        .store
-                        .publish(encode_f32(&trainer.params()), normalization.clone());
-                    debug_assert_eq!(progress.version, next_version);
-                    tracing::debug!(version = progress.version, "published");
-                    update_secs += update_start.elapsed().as_secs_f64();
-                    waiting_since = Instant::now();
-                }
-                if let Some((reason, done)) = stop_reason(&config, &progress) {
-                    solved = done;
-                    break reason;
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break "rollout queue closed".to_string(),
-        }
-        if Instant::now() >= next_status {
-            write_status(&shared, &mut progress, &mut dir)?;
-            next_status = Instant::now() + interval;
-        }
-    };
-    let end = RunEnd {
-        reason,
-        solved,
-        update_secs,
-        params: trainer.params(),
-        normalization: &normalization,
-    };
-    finish_run(&shared, &mut progress, &mut dir, end, |p| {
-        trainer.save_optimizer(p)
-    })
 }

@@ -11,20 +11,25 @@ struct Cli {
     #[command(flatten)]
     learner: LearnerCommand,
     /// Log format: text or json.
-    #[arg(long, default_value = "text")]
+    #[arg(long, default_value = "text", env = "SHOAL_LOG_FORMAT")]
     log_format: LogFormat,
 }
 
 fn main() -> anyhow::Result<()> {
+    // SAFETY: first thing in main, before any thread is started.
+    #[allow(unsafe_code)]
+    unsafe {
+        shoal_learner::device::default_device_flex()
+    };
     let cli = Cli::parse();
     logging::init(cli.log_format);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let resolved = cli.learner.args.resolve()?;
+        let options = cli.learner.options()?;
         let listener = tokio::net::TcpListener::bind(cli.learner.listen).await?;
         let shutdown = tokio_util::sync::CancellationToken::new();
         logging::cancel_on_signals(shutdown.clone());
-        shoal_learner::run(resolved.config, resolved.run_dir, listener, shutdown).await?;
+        shoal_learner::run(options, listener, shutdown).await?;
         Ok(())
     })
 }

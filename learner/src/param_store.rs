@@ -28,10 +28,10 @@ pub struct ParamStore {
 }
 
 impl ParamStore {
-    /// A store holding `initial` parameters and statistics as version 1.
-    pub fn new(initial: Bytes, normalization: NormStats) -> Self {
+    /// A store holding `initial` parameters and statistics as `version` (1 for a new run).
+    pub fn new(initial: Bytes, normalization: NormStats, version: u64) -> Self {
         let (tx, _rx) = watch::channel(Arc::new(Snapshot {
-            version: 1,
+            version,
             data: initial,
             normalization: Arc::new(normalization),
             finished: None,

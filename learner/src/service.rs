@@ -19,13 +19,14 @@ use tracing::{info, warn};
 
 use shoal_common::codec::{CodecError, ParamLayout};
 use shoal_common::config::{AlgorithmKind, RunConfig};
-use shoal_common::dqn::{TransitionBatch, TransitionError, apex_epsilon};
+use shoal_common::dqn::{TransitionBatch, TransitionError, actor_epsilon};
 use shoal_common::gradient::{GradientError, GradientPush};
 use shoal_common::model::ModelSpec;
 use shoal_common::proto::{self, parameter_server_server::ParameterServer};
 use shoal_common::rng::{derive_seed, streams};
 use shoal_common::rollout::{Rollout, RolloutError, RolloutShape};
 use shoal_common::settings::{A3cLoss, PROTOCOL_VERSION, model_spec_to_proto, normalize_to_proto};
+use shoal_common::stats::{ActorStats, StatsError};
 
 use crate::param_store::ParamStore;
 
@@ -57,6 +58,9 @@ pub enum ServiceError {
     /// A malformed transition batch.
     #[error(transparent)]
     Transitions(#[from] TransitionError),
+    /// An implausible actor report.
+    #[error(transparent)]
+    ActorStats(#[from] StatsError),
     /// The rpc belongs to another algorithm than the run's.
     #[error("this run trains with {run:?}; {rpc} is not part of it")]
     WrongAlgorithm {
@@ -79,6 +83,9 @@ pub enum ServiceError {
     /// The learner is stopping.
     #[error("learner is shutting down")]
     ShuttingDown,
+    /// The request did not carry the run's token.
+    #[error("missing or wrong token: send `authorization: Bearer <token>` (SHOAL_TOKEN)")]
+    Unauthenticated,
 }
 
 impl From<ServiceError> for Status {
@@ -92,9 +99,11 @@ impl From<ServiceError> for Status {
             ServiceError::Rollout(_)
             | ServiceError::Gradient(_)
             | ServiceError::Transitions(_)
+            | ServiceError::ActorStats(_)
             | ServiceError::FutureVersion { .. } => Status::invalid_argument(msg),
             ServiceError::QueueFull(_) => Status::resource_exhausted(msg),
             ServiceError::ShuttingDown => Status::unavailable(msg),
+            ServiceError::Unauthenticated => Status::unauthenticated(msg),
         }
     }
 }
@@ -112,6 +121,97 @@ pub struct Counters {
     pub gradients_rejected: AtomicU64,
     /// Gradients refused at the door as more than `max_staleness` versions old.
     pub gradients_stale: AtomicU64,
+    /// Transition batches refused as malformed.
+    pub transitions_rejected: AtomicU64,
+    /// Requests without the run's token.
+    pub refused_unauthenticated: AtomicU64,
+    /// Calls naming an actor id the learner does not know (never registered, or timed out).
+    pub refused_unknown_actor: AtomicU64,
+    /// Calls from a client that builds another model.
+    pub refused_fingerprint: AtomicU64,
+    /// Pushes claiming a parameter version the learner never published.
+    pub refused_future_version: AtomicU64,
+    /// Registrations speaking another protocol version.
+    pub refused_protocol: AtomicU64,
+    /// Pushes of another algorithm's experience.
+    pub refused_wrong_algorithm: AtomicU64,
+    /// Messages over the run's size limit (refused by the transport, OUT_OF_RANGE).
+    pub refused_oversized: AtomicU64,
+    /// Messages that are not valid protobuf (refused by the transport, INTERNAL).
+    pub refused_undecodable: AtomicU64,
+    /// Actors forgotten after `learner.actor_timeout_secs` of silence.
+    pub actors_timed_out: AtomicU64,
+}
+
+impl Counters {
+    /// Every refusal counter with its metrics name.
+    pub fn refusals(&self) -> [(&'static str, u64); 11] {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("rollouts_rejected", r(&self.rollouts_rejected)),
+            ("gradients_rejected", r(&self.gradients_rejected)),
+            ("transitions_rejected", r(&self.transitions_rejected)),
+            ("refused_unauthenticated", r(&self.refused_unauthenticated)),
+            ("refused_unknown_actor", r(&self.refused_unknown_actor)),
+            ("refused_fingerprint", r(&self.refused_fingerprint)),
+            ("refused_future_version", r(&self.refused_future_version)),
+            ("refused_protocol", r(&self.refused_protocol)),
+            ("refused_wrong_algorithm", r(&self.refused_wrong_algorithm)),
+            ("refused_oversized", r(&self.refused_oversized)),
+            ("refused_undecodable", r(&self.refused_undecodable)),
+        ]
+    }
+
+    /// The counter a refusal goes to (malformed experience is counted where it is validated).
+    fn count(&self, e: &ServiceError) {
+        let counter = match e {
+            ServiceError::Protocol { .. } => &self.refused_protocol,
+            ServiceError::UnknownActor(_) => &self.refused_unknown_actor,
+            ServiceError::Fingerprint(_) => &self.refused_fingerprint,
+            ServiceError::WrongAlgorithm { .. } => &self.refused_wrong_algorithm,
+            ServiceError::FutureVersion { .. } => &self.refused_future_version,
+            ServiceError::Unauthenticated => &self.refused_unauthenticated,
+            ServiceError::QueueFull(_)
+            | ServiceError::ShuttingDown
+            | ServiceError::Rollout(_)
+            | ServiceError::Gradient(_)
+            | ServiceError::Transitions(_)
+            | ServiceError::ActorStats(_) => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Keeps refusal logs readable under a flood of bad requests: at most one line per
+/// [`RefusalLog::EVERY`]; each line says how many refusals went unlogged before it (all are
+/// counted in the status line either way).
+#[derive(Debug)]
+pub struct RefusalLog {
+    last: Mutex<Option<std::time::Instant>>,
+    suppressed: AtomicU64,
+}
+
+impl RefusalLog {
+    /// Shortest time between two refusal lines.
+    pub const EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+    fn new() -> Self {
+        Self {
+            last: Mutex::new(None),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(refusals not logged since the last line)` when this one may be logged.
+    pub fn allow(&self) -> Option<u64> {
+        let mut last = self.last.lock().expect("refusal log lock");
+        if last.is_some_and(|t| t.elapsed() < Self::EVERY) {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        *last = Some(std::time::Instant::now());
+        Some(self.suppressed.swap(0, Ordering::Relaxed))
+    }
 }
 
 /// What every push-and-pull ack carries besides its verdict.
@@ -140,12 +240,11 @@ struct Actors {
     subscribed: HashMap<u32, usize>,
     /// When each A3C/DQN actor last pushed.
     last_push: HashMap<u32, std::time::Instant>,
+    /// When each actor last called.
+    last_seen: HashMap<u32, std::time::Instant>,
     /// A3C/DQN actors whose ack said the run is over.
     told_finished: HashSet<u32>,
 }
-
-/// An A3C actor counts as connected this long after its last push.
-pub const A3C_CONNECTED_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Default)]
 struct Pending {
@@ -170,6 +269,16 @@ pub struct Shared {
     pub store: ParamStore,
     /// Handler-side counters.
     pub counters: Counters,
+    /// `learner.actor_timeout_secs`.
+    pub actor_timeout: std::time::Duration,
+    /// Rate limit of refusal log lines.
+    pub refusal_log: RefusalLog,
+    /// The newest report of each actor, with its name.
+    actor_reports: Mutex<std::collections::BTreeMap<u32, (String, ActorStats)>>,
+    /// The newest status row (for the Prometheus endpoint).
+    status: std::sync::RwLock<Option<serde_json::Value>>,
+    /// Environment steps the trainer has counted (exploration schedules read it).
+    pub env_steps: AtomicU64,
     queue: Sender<Experience>,
     actors: Mutex<Actors>,
     told: tokio::sync::Notify,
@@ -178,13 +287,15 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Shared state for a run whose trainer reads from the other end of `queue`.
+    /// Shared state for a run whose trainer reads from the other end of `queue`; actor ids are
+    /// handed out from `first_actor_id` (above those of the run before a resume).
     pub fn new(
         config: RunConfig,
         spec: ModelSpec,
         store: ParamStore,
         queue: Sender<Experience>,
         shutdown: CancellationToken,
+        first_actor_id: u32,
     ) -> Self {
         let layout = spec.layout();
         let shape = RolloutShape {
@@ -195,6 +306,10 @@ impl Shared {
         };
         let version = store.latest().version;
         Self {
+            actor_timeout: std::time::Duration::from_secs_f64(config.learner.actor_timeout_secs),
+            refusal_log: RefusalLog::new(),
+            actor_reports: Mutex::new(Default::default()),
+            status: std::sync::RwLock::new(None),
             fingerprint: layout.fingerprint(),
             layout,
             shape,
@@ -202,9 +317,10 @@ impl Shared {
             spec,
             store,
             counters: Counters::default(),
+            env_steps: AtomicU64::new(0),
             queue,
             actors: Mutex::new(Actors {
-                next_id: 1,
+                next_id: first_actor_id.max(1),
                 ..Actors::default()
             }),
             told: tokio::sync::Notify::new(),
@@ -216,16 +332,110 @@ impl Shared {
         }
     }
 
-    /// Actors with an open parameter subscription (PPO), or that pushed a gradient within the
-    /// last [`A3C_CONNECTED_WINDOW`] (A3C actors do not subscribe).
+    /// Actors with an open parameter subscription (PPO), or that pushed within the actor
+    /// timeout (A3C and DQN actors do not subscribe).
     pub fn connected_actors(&self) -> usize {
         let actors = self.actors.lock().expect("actors lock");
         let recent = actors
             .last_push
-            .values()
-            .filter(|t| t.elapsed() < A3C_CONNECTED_WINDOW)
+            .iter()
+            .filter(|(id, t)| {
+                t.elapsed() < self.actor_timeout && !actors.subscribed.contains_key(id)
+            })
             .count();
-        actors.subscribed.len().max(recent)
+        actors.subscribed.len() + recent
+    }
+
+    /// The next actor id to hand out (saved with checkpoints so that a resumed learner does
+    /// not reuse ids).
+    pub fn next_actor_id(&self) -> u32 {
+        self.actors.lock().expect("actors lock").next_id
+    }
+
+    /// Forgets actors that have no open stream and made no call for `actor_timeout`: they stop
+    /// counting as connected and as owing rollouts; a later call from one gets NOT_FOUND and it
+    /// registers again. Returns how many were forgotten.
+    pub fn expire_silent_actors(&self) -> usize {
+        let mut actors = self.actors.lock().expect("actors lock");
+        let silent: Vec<u32> = actors
+            .last_seen
+            .iter()
+            .filter(|(id, t)| {
+                t.elapsed() >= self.actor_timeout && !actors.subscribed.contains_key(id)
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        let mut reports = self.actor_reports.lock().expect("reports lock");
+        for id in &silent {
+            reports.remove(id);
+            let name = actors.names.remove(id).unwrap_or_default();
+            actors.last_seen.remove(id);
+            actors.last_push.remove(id);
+            warn!(
+                actor_id = id,
+                name,
+                silent_secs = self.actor_timeout.as_secs_f64(),
+                "actor timed out; forgotten"
+            );
+        }
+        self.counters
+            .actors_timed_out
+            .fetch_add(silent.len() as u64, Ordering::Relaxed);
+        silent.len()
+    }
+
+    /// Keeps `row` as the newest status.
+    pub fn set_status(&self, row: serde_json::Value) {
+        *self.status.write().expect("status lock") = Some(row);
+    }
+
+    /// The newest status row, if one was written.
+    pub fn status(&self) -> Option<serde_json::Value> {
+        self.status.read().expect("status lock").clone()
+    }
+
+    /// The newest report of every known actor: id, name, report.
+    pub fn actor_reports(&self) -> Vec<(u32, String, ActorStats)> {
+        self.actor_reports
+            .lock()
+            .expect("reports lock")
+            .iter()
+            .map(|(&id, (name, s))| (id, name.clone(), *s))
+            .collect()
+    }
+
+    /// Validates the report a push carries (counted in `rejected` when implausible) and keeps
+    /// it as the actor's newest.
+    fn record_report(
+        &self,
+        actor_id: u32,
+        msg: Option<&proto::ActorStats>,
+        rejected: &AtomicU64,
+    ) -> Result<(), ServiceError> {
+        let Some(stats) = ActorStats::from_proto(msg).inspect_err(|_| {
+            rejected.fetch_add(1, Ordering::Relaxed);
+        })?
+        else {
+            return Ok(());
+        };
+        let name = self
+            .actors
+            .lock()
+            .expect("actors lock")
+            .names
+            .get(&actor_id)
+            .cloned()
+            .unwrap_or_default();
+        self.actor_reports
+            .lock()
+            .expect("reports lock")
+            .insert(actor_id, (name, stats));
+        Ok(())
+    }
+
+    /// The largest request this run accepts ([`max_request_bytes`]).
+    pub fn max_request_bytes(&self) -> usize {
+        max_request_bytes(&self.config, &self.spec)
     }
 
     /// Rollouts waiting in the queue.
@@ -295,7 +505,7 @@ impl Shared {
     }
 
     /// Once the run is over: waits (at most `within`) until every actor that pushed within
-    /// [`A3C_CONNECTED_WINDOW`] has been told so by an ack. A3C and DQN actors do not subscribe
+    /// the actor timeout has been told so by an ack. A3C and DQN actors do not subscribe
     /// to the parameter stream; the ack to their next push is how they learn that the run
     /// ended, so the server must still be up to give it.
     pub async fn wait_until_pushers_told(&self, within: std::time::Duration) {
@@ -304,7 +514,7 @@ impl Shared {
             let all_told = {
                 let actors = self.actors.lock().expect("actors lock");
                 actors.last_push.iter().all(|(id, t)| {
-                    actors.told_finished.contains(id) || t.elapsed() >= A3C_CONNECTED_WINDOW
+                    actors.told_finished.contains(id) || t.elapsed() >= self.actor_timeout
                 })
             };
             if all_told {
@@ -315,6 +525,17 @@ impl Shared {
                 _ = tokio::time::sleep_until(deadline) => return,
             }
         }
+    }
+
+    /// A DQN actor's exploration rate now. Actor ids count from 1; the Ape-X schedule's index
+    /// cycles over `dqn.num_actors`.
+    fn epsilon(&self, actor_id: u32) -> f64 {
+        actor_epsilon(
+            &self.config.dqn,
+            self.config.total_steps,
+            actor_id.saturating_sub(1) as usize,
+            self.env_steps.load(Ordering::Relaxed),
+        )
     }
 
     fn check_algorithm(&self, want: AlgorithmKind, rpc: &'static str) -> Result<(), ServiceError> {
@@ -328,15 +549,14 @@ impl Shared {
         }
     }
 
+    /// A known actor building this run's model; records that it was seen.
     fn check_actor(&self, actor_id: u32, fingerprint: &str) -> Result<(), ServiceError> {
-        if !self
-            .actors
-            .lock()
-            .expect("actors lock")
-            .names
-            .contains_key(&actor_id)
         {
-            return Err(ServiceError::UnknownActor(actor_id));
+            let mut actors = self.actors.lock().expect("actors lock");
+            if !actors.names.contains_key(&actor_id) {
+                return Err(ServiceError::UnknownActor(actor_id));
+            }
+            actors.last_seen.insert(actor_id, std::time::Instant::now());
         }
         self.layout.check_fingerprint(fingerprint)?;
         Ok(())
@@ -383,12 +603,28 @@ impl Shared {
                 actors.subscribed.remove(&actor_id);
             }
         }
+        // The actor timeout counts from the stream's end.
+        if actors.names.contains_key(&actor_id) {
+            actors.last_seen.insert(actor_id, std::time::Instant::now());
+        }
         info!(
             actor_id,
             connected = actors.subscribed.len(),
             "actor disconnected"
         );
     }
+}
+
+/// The largest request a well-behaved actor of a run of `config` with model `spec` sends, with
+/// room to spare; larger ones are refused by the transport (OUT_OF_RANGE) before they are
+/// decoded.
+pub fn max_request_bytes(config: &RunConfig, spec: &ModelSpec) -> usize {
+    let (t, n) = (config.n_steps, config.num_envs);
+    let (o, a) = (spec.obs_dim, spec.action.outputs());
+    let rollout = 4 * t * n * (o + a + 8) + 4 * n + 8 * t * n + 32 * (o + 1);
+    let gradient = 4 * spec.layout().num_floats();
+    let transitions = 4 * t * n * (2 * o + 3) + 8 * t * n;
+    2 * rollout.max(gradient).max(transitions) + 64 * 1024
 }
 
 /// Removes a subscription from the count when its stream ends, however it ends.
@@ -415,6 +651,13 @@ impl ParameterService {
         Self { shared }
     }
 
+    /// Counts a refusal and turns it into its status (the conversion itself is
+    /// `From<ServiceError> for Status`, the one place errors become statuses).
+    fn refuse(&self, e: ServiceError) -> Status {
+        self.shared.counters.count(&e);
+        e.into()
+    }
+
     fn register(
         &self,
         req: proto::RegisterRequest,
@@ -432,8 +675,15 @@ impl ParameterService {
         }
         let actor_id = {
             let mut actors = s.actors.lock().expect("actors lock");
+            // A reconnecting actor keeps its id (so its seed, environments and exploration
+            // schedule carry on), also across a learner restart, unless another actor holds it.
             let id = match req.previous_actor_id {
-                Some(id) if actors.names.contains_key(&id) => id,
+                Some(id)
+                    if id > 0 && actors.names.get(&id).is_none_or(|name| *name == req.name) =>
+                {
+                    actors.next_id = actors.next_id.max(id.saturating_add(1));
+                    id
+                }
                 _ => {
                     let id = actors.next_id;
                     actors.next_id += 1;
@@ -441,6 +691,7 @@ impl ParameterService {
                 }
             };
             actors.names.insert(id, req.name.clone());
+            actors.last_seen.insert(id, std::time::Instant::now());
             id
         };
         s.counters.registrations.fetch_add(1, Ordering::Relaxed);
@@ -462,14 +713,8 @@ impl ParameterService {
                 normalization: Some(normalize_to_proto(&c.normalize_settings())),
                 a3c: (c.algorithm == AlgorithmKind::A3c)
                     .then(|| A3cLoss::from_config(&c.a3c).to_proto()),
-                // Actor ids count from 1; the schedule's index cycles over `dqn.num_actors`.
                 dqn: (c.algorithm == AlgorithmKind::Dqn).then(|| proto::DqnActor {
-                    epsilon: apex_epsilon(
-                        (actor_id as usize - 1) % c.dqn.num_actors,
-                        c.dqn.num_actors,
-                        c.dqn.epsilon,
-                        c.dqn.epsilon_alpha,
-                    ),
+                    epsilon: s.epsilon(actor_id),
                     n_step: c.dqn.n_step as u32,
                     gamma: c.dqn.gamma,
                 }),
@@ -492,8 +737,15 @@ impl ParameterService {
         }
         let rollout = Rollout::from_proto(&msg, s.shape).inspect_err(|e| {
             s.counters.rollouts_rejected.fetch_add(1, Ordering::Relaxed);
-            warn!(actor_id = msg.actor_id, error = %e, "rollout refused");
+            if let Some(suppressed) = s.refusal_log.allow() {
+                warn!(actor_id = msg.actor_id, error = %e, suppressed, "rollout refused");
+            }
         })?;
+        s.record_report(
+            msg.actor_id,
+            msg.actor_stats.as_ref(),
+            &s.counters.rollouts_rejected,
+        )?;
         s.enqueue(Experience::Rollout(Box::new(rollout)))?;
         let (fresh, wants_more) = s.note_push(msg.actor_id, msg.version);
         Ok(proto::PushAck {
@@ -530,6 +782,23 @@ impl ParameterService {
             ack.reason = "the run is over".into();
             return Ok(ack);
         }
+        // Validated before anything else is decided about it: a malformed gradient is refused
+        // as such, stale or not.
+        let steps = (s.config.n_steps * s.config.num_envs) as u32;
+        let grad =
+            GradientPush::from_proto(&msg, s.layout.num_floats(), steps).inspect_err(|e| {
+                s.counters
+                    .gradients_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Some(suppressed) = s.refusal_log.allow() {
+                    warn!(actor_id = msg.actor_id, error = %e, suppressed, "gradient refused");
+                }
+            })?;
+        s.record_report(
+            msg.actor_id,
+            msg.actor_stats.as_ref(),
+            &s.counters.gradients_rejected,
+        )?;
         if staleness > s.config.a3c.max_staleness {
             s.counters.gradients_stale.fetch_add(1, Ordering::Relaxed);
             ack.reason = format!(
@@ -538,14 +807,6 @@ impl ParameterService {
             );
             return Ok(ack);
         }
-        let steps = (s.config.n_steps * s.config.num_envs) as u32;
-        let grad =
-            GradientPush::from_proto(&msg, s.layout.num_floats(), steps).inspect_err(|e| {
-                s.counters
-                    .gradients_rejected
-                    .fetch_add(1, Ordering::Relaxed);
-                warn!(actor_id = msg.actor_id, error = %e, "gradient refused");
-            })?;
         s.enqueue(Experience::Gradient(grad))?;
         ack.accepted = true;
         Ok(ack)
@@ -566,6 +827,7 @@ impl ParameterService {
             current_version: start.current_version,
             parameters: start.parameters,
             finished: start.finished,
+            epsilon: Some(s.epsilon(msg.actor_id)),
         };
         if ack.finished.is_some() {
             return Ok(ack);
@@ -577,9 +839,18 @@ impl ParameterService {
             s.spec.action.outputs(),
         )
         .inspect_err(|e| {
-            s.counters.rollouts_rejected.fetch_add(1, Ordering::Relaxed);
-            warn!(actor_id = msg.actor_id, error = %e, "transitions refused");
+            s.counters
+                .transitions_rejected
+                .fetch_add(1, Ordering::Relaxed);
+            if let Some(suppressed) = s.refusal_log.allow() {
+                warn!(actor_id = msg.actor_id, error = %e, suppressed, "transitions refused");
+            }
         })?;
+        s.record_report(
+            msg.actor_id,
+            msg.actor_stats.as_ref(),
+            &s.counters.transitions_rejected,
+        )?;
         s.enqueue(Experience::Transitions(batch))?;
         ack.accepted = true;
         Ok(ack)
@@ -622,7 +893,9 @@ impl ParameterServer for ParameterService {
             .remote_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        Ok(Response::new(self.register(request.into_inner(), peer)?))
+        self.register(request.into_inner(), peer)
+            .map(Response::new)
+            .map_err(|e| self.refuse(e))
     }
 
     async fn get_parameters(
@@ -631,7 +904,8 @@ impl ParameterServer for ParameterService {
     ) -> Result<Response<proto::GetParametersResponse>, Status> {
         let req = request.into_inner();
         self.shared
-            .check_actor(req.actor_id, &req.model_fingerprint)?;
+            .check_actor(req.actor_id, &req.model_fingerprint)
+            .map_err(|e| self.refuse(e))?;
         let snap = self.shared.store.latest();
         let parameters = (req.have_version != snap.version)
             .then(|| parameters_message(&snap, &self.shared.fingerprint));
@@ -649,7 +923,9 @@ impl ParameterServer for ParameterService {
     ) -> Result<Response<Self::SubscribeParametersStream>, Status> {
         let req = request.into_inner();
         let shared = self.shared.clone();
-        shared.check_actor(req.actor_id, &req.model_fingerprint)?;
+        shared
+            .check_actor(req.actor_id, &req.model_fingerprint)
+            .map_err(|e| self.refuse(e))?;
         shared.subscription_opened(req.actor_id);
         let guard = SubscriptionGuard {
             shared: shared.clone(),
@@ -704,20 +980,26 @@ impl ParameterServer for ParameterService {
         &self,
         request: Request<proto::Rollout>,
     ) -> Result<Response<proto::PushAck>, Status> {
-        Ok(Response::new(self.push_rollout(request.into_inner())?))
+        self.push_rollout(request.into_inner())
+            .map(Response::new)
+            .map_err(|e| self.refuse(e))
     }
 
     async fn push_gradient(
         &self,
         request: Request<proto::Gradient>,
     ) -> Result<Response<proto::GradientAck>, Status> {
-        Ok(Response::new(self.push_gradient(request.into_inner())?))
+        self.push_gradient(request.into_inner())
+            .map(Response::new)
+            .map_err(|e| self.refuse(e))
     }
 
     async fn push_transitions(
         &self,
         request: Request<proto::TransitionBatch>,
     ) -> Result<Response<proto::TransitionAck>, Status> {
-        Ok(Response::new(self.push_transitions(request.into_inner())?))
+        self.push_transitions(request.into_inner())
+            .map(Response::new)
+            .map_err(|e| self.refuse(e))
     }
 }

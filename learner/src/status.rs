@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use shoal_common::config::AlgorithmKind;
+
 use crate::trainer::UpdateStats;
 
 /// The last 100 finished episodes.
@@ -43,6 +45,14 @@ impl EpisodeWindow {
         (!self.returns.is_empty()).then(|| {
             self.returns.iter().map(|&r| r as f64).sum::<f64>() / self.returns.len() as f64
         })
+    }
+
+    /// The window's returns and lengths, oldest first.
+    pub fn recent(&self) -> (Vec<f32>, Vec<u32>) {
+        (
+            self.returns.iter().copied().collect(),
+            self.lengths.iter().copied().collect(),
+        )
     }
 
     /// Best return in the window.
@@ -169,6 +179,15 @@ pub struct Progress {
     pub gradients_applied: u64,
     /// Gradients dropped by the trainer as more than `max_staleness` versions old (A3C).
     pub gradients_stale: u64,
+    /// Longest time the trainer waited for a batch over the whole run (s).
+    pub longest_stall_secs: f64,
+    /// Updates made on fewer rollouts than `rollouts_per_update` because actors were missing.
+    pub partial_updates: u64,
+    /// Updates discarded because they would have made a parameter NaN or infinite.
+    pub nonfinite_updates: u64,
+    /// Fraction of the current interval the trainer spent learning (set before a snapshot).
+    pub learner_busy: Option<f64>,
+    resumed_secs: f64,
     interval_start: Instant,
     interval_steps: u64,
     interval_applied: u64,
@@ -176,20 +195,21 @@ pub struct Progress {
 }
 
 /// What the handlers report (read at status time).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ServiceView {
-    /// Actors with an open subscription.
+    /// Actors with an open subscription, or that pushed within the actor timeout.
     pub connected_actors: usize,
-    /// Rollouts waiting in the queue.
+    /// Items waiting in the queue.
     pub queue_depth: usize,
-    /// Malformed rollouts refused.
-    pub rollouts_rejected: u64,
     /// Pushes refused for a full queue.
     pub queue_full: u64,
-    /// Malformed gradients refused (A3C).
-    pub gradients_rejected: u64,
     /// Gradients refused at the door as too stale (A3C).
     pub gradients_stale: u64,
+    /// Actors forgotten after the actor timeout.
+    pub actors_timed_out: u64,
+    /// Every refusal counter by its metrics name (malformed experience, missing token, unknown
+    /// actor, oversized message, ...).
+    pub refusals: [(&'static str, u64); 11],
 }
 
 impl Progress {
@@ -211,6 +231,11 @@ impl Progress {
             dqn: None,
             gradients_applied: 0,
             gradients_stale: 0,
+            longest_stall_secs: 0.0,
+            partial_updates: 0,
+            nonfinite_updates: 0,
+            learner_busy: None,
+            resumed_secs: 0.0,
             interval_start: now,
             interval_steps: 0,
             interval_applied: 0,
@@ -218,9 +243,52 @@ impl Progress {
         }
     }
 
-    /// Seconds since the start.
+    /// Counting on from a checkpoint's counters (a resumed run).
+    pub fn resume(c: &crate::run_dir::RunCounters) -> Self {
+        let mut p = Self::new();
+        p.resumed_secs = c.elapsed_secs;
+        p.env_steps = c.env_steps;
+        p.updates = c.updates;
+        p.version = c.version;
+        for (&r, &l) in c.recent_returns.iter().zip(&c.recent_lengths) {
+            p.episodes.push(r, l);
+        }
+        p.episodes.total = c.episodes;
+        p.rollouts_used = c.rollouts_used;
+        p.rollouts_stale = c.rollouts_stale;
+        p.gradients_applied = c.gradients_applied;
+        p.gradients_stale = c.gradients_stale;
+        p.eval_return_mean = c.eval_return_mean;
+        p.interval_steps = p.env_steps;
+        p.interval_applied = p.gradients_applied;
+        p.interval_stale = p.gradients_stale;
+        p
+    }
+
+    /// The counters a checkpoint saves (`next_actor_id` is the service's, filled in by the
+    /// caller).
+    pub fn counters(&self) -> crate::run_dir::RunCounters {
+        let (recent_returns, recent_lengths) = self.episodes.recent();
+        crate::run_dir::RunCounters {
+            version: self.version,
+            env_steps: self.env_steps,
+            updates: self.updates,
+            episodes: self.episodes.total,
+            recent_returns,
+            recent_lengths,
+            rollouts_used: self.rollouts_used,
+            rollouts_stale: self.rollouts_stale,
+            gradients_applied: self.gradients_applied,
+            gradients_stale: self.gradients_stale,
+            eval_return_mean: self.eval_return_mean,
+            elapsed_secs: self.elapsed_secs(),
+            next_actor_id: 0,
+        }
+    }
+
+    /// Seconds of training, counting those before a resume.
     pub fn elapsed_secs(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
+        self.resumed_secs + self.started.elapsed().as_secs_f64()
     }
 
     /// One metrics row (and status line), closing the current interval.
@@ -281,19 +349,26 @@ impl Progress {
             "version_diff_max": lag_max,
             "connected_actors": service.connected_actors,
             "queue_depth": service.queue_depth,
+            "learner_busy": self.learner_busy,
             "rollouts_used": self.rollouts_used,
             "rollouts_stale": self.rollouts_stale,
-            "rollouts_rejected": service.rollouts_rejected,
             "queue_full": service.queue_full,
             "longest_wait_s": self.longest_wait_secs,
+            "longest_stall_s": self.longest_stall_secs,
+            "partial_updates": self.partial_updates,
+            "nonfinite_updates": self.nonfinite_updates,
+            "actors_timed_out": service.actors_timed_out,
+            "refused": service.refusals.iter().map(|(_, n)| n).sum::<u64>(),
             "gradients_applied": self.gradients_applied,
             "gradients_applied_per_s": applied_per_s,
             "gradients_stale": stale_total,
             "gradients_stale_per_s": stale_per_s,
-            "gradients_rejected": service.gradients_rejected,
         });
         if let (Some(row), Value::Object(extra)) = (row.as_object_mut(), dqn_row) {
             row.extend(extra);
+            for (name, n) in service.refusals {
+                row.insert(name.into(), json!(n));
+            }
         }
         self.interval_start = now;
         self.interval_steps = self.env_steps;
@@ -311,43 +386,90 @@ impl Default for Progress {
     }
 }
 
-/// Logs a metrics row as one structured status line.
-pub fn log_status(row: &Value) {
+/// Logs a metrics row as one structured status line with the quantities of `algorithm` (every
+/// quantity is in the metrics files either way).
+pub fn log_status(row: &Value, algorithm: AlgorithmKind) {
     let f = |k: &str| row.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
     let u = |k: &str| row.get(k).and_then(Value::as_u64).unwrap_or(0);
-    tracing::info!(
-        target: "shoal::status",
-        env_steps = u("env_steps"),
-        sps = format_args!("{:.0}", f("sps")),
-        updates = u("updates"),
-        version = u("version"),
-        episodes = u("episodes"),
-        return_mean_100 = format_args!("{:.1}", f("return_mean_100")),
-        return_max_100 = format_args!("{:.1}", f("return_max_100")),
-        eval_return_mean = format_args!("{:.1}", f("eval_return_mean")),
-        replay_size = u("replay_size"),
-        replay_ratio = format_args!("{:.3}", f("replay_ratio")),
-        q_mean = format_args!("{:.3}", f("q_mean")),
-        td_error = format_args!("{:.4}", f("td_error")),
-        policy_loss = format_args!("{:.4}", f("policy_loss")),
-        value_loss = format_args!("{:.4}", f("value_loss")),
-        entropy = format_args!("{:.4}", f("entropy")),
-        approx_kl = format_args!("{:.5}", f("approx_kl")),
-        clipfrac = format_args!("{:.3}", f("clipfrac")),
-        explained_variance = format_args!("{:.3}", f("explained_variance")),
-        lag_min = format_args!("{}", row["version_diff_min"]),
-        lag_avg = format_args!("{:.2}", f("version_diff_avg")),
-        lag_p50 = format_args!("{}", row["version_diff_p50"]),
-        lag_p90 = format_args!("{}", row["version_diff_p90"]),
-        lag_max = format_args!("{}", row["version_diff_max"]),
-        actors = u("connected_actors"),
-        queue = u("queue_depth"),
-        stale = u("rollouts_stale"),
-        rejected = u("rollouts_rejected"),
-        grads_per_s = format_args!("{:.0}", f("gradients_applied_per_s")),
-        grads_stale_per_s = format_args!("{:.1}", f("gradients_stale_per_s")),
-        "status"
+    let opt = |k: &str| row.get(k).filter(|v| !v.is_null()).map(Value::to_string);
+    let lag = format_args!(
+        "{}/{:.2}/{}",
+        opt("version_diff_min").unwrap_or_else(|| "-".into()),
+        f("version_diff_avg"),
+        opt("version_diff_max").unwrap_or_else(|| "-".into())
     );
+    let bottleneck = opt("bottleneck").unwrap_or_default();
+    match algorithm {
+        AlgorithmKind::Ppo => tracing::info!(
+            target: "shoal::status",
+            env_steps = u("env_steps"),
+            sps = format_args!("{:.0}", f("sps")),
+            updates = u("updates"),
+            version = u("version"),
+            episodes = u("episodes"),
+            return_mean_100 = format_args!("{:.1}", f("return_mean_100")),
+            return_max_100 = format_args!("{:.1}", f("return_max_100")),
+            policy_loss = format_args!("{:.4}", f("policy_loss")),
+            value_loss = format_args!("{:.4}", f("value_loss")),
+            entropy = format_args!("{:.4}", f("entropy")),
+            approx_kl = format_args!("{:.5}", f("approx_kl")),
+            clipfrac = format_args!("{:.3}", f("clipfrac")),
+            explained_variance = format_args!("{:.3}", f("explained_variance")),
+            lag_min_avg_max = lag,
+            actors = u("connected_actors"),
+            queue = u("queue_depth"),
+            busy = format_args!("{:.2}", f("learner_busy")),
+            stale = u("rollouts_stale"),
+            refused = u("refused"),
+            bottleneck,
+            "status"
+        ),
+        AlgorithmKind::A3c => tracing::info!(
+            target: "shoal::status",
+            env_steps = u("env_steps"),
+            sps = format_args!("{:.0}", f("sps")),
+            updates = u("updates"),
+            version = u("version"),
+            episodes = u("episodes"),
+            return_mean_100 = format_args!("{:.1}", f("return_mean_100")),
+            return_max_100 = format_args!("{:.1}", f("return_max_100")),
+            policy_loss = format_args!("{:.4}", f("policy_loss")),
+            value_loss = format_args!("{:.4}", f("value_loss")),
+            entropy = format_args!("{:.4}", f("entropy")),
+            grads_per_s = format_args!("{:.0}", f("gradients_applied_per_s")),
+            grads_stale_per_s = format_args!("{:.1}", f("gradients_stale_per_s")),
+            staleness_min_avg_max = lag,
+            actors = u("connected_actors"),
+            queue = u("queue_depth"),
+            busy = format_args!("{:.2}", f("learner_busy")),
+            refused = u("refused"),
+            bottleneck,
+            "status"
+        ),
+        AlgorithmKind::Dqn => tracing::info!(
+            target: "shoal::status",
+            env_steps = u("env_steps"),
+            sps = format_args!("{:.0}", f("sps")),
+            updates = u("updates"),
+            version = u("version"),
+            episodes = u("episodes"),
+            eval_return_mean = format_args!("{:.1}", f("eval_return_mean")),
+            return_mean_100 = format_args!("{:.1}", f("return_mean_100")),
+            replay_size = u("replay_size"),
+            replay_ratio = format_args!("{:.3}", f("replay_ratio")),
+            epsilon = format_args!("{:.3}-{:.3}", f("epsilon_min"), f("epsilon_max")),
+            q_mean = format_args!("{:.3}", f("q_mean")),
+            td_error = format_args!("{:.4}", f("td_error")),
+            loss = format_args!("{:.4}", f("dqn_loss")),
+            lag_min_avg_max = lag,
+            actors = u("connected_actors"),
+            queue = u("queue_depth"),
+            busy = format_args!("{:.2}", f("learner_busy")),
+            refused = u("refused"),
+            bottleneck,
+            "status"
+        ),
+    }
 }
 
 #[cfg(test)]

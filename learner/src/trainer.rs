@@ -170,6 +170,28 @@ impl PpoTrainer {
         self.optimizer.save(path).map_err(|e| format!("{e:?}"))
     }
 
+    /// The model and optimizer as they are now, to return to with [`PpoTrainer::rollback`]
+    /// (cheap: tensors are shared, not copied).
+    pub fn snapshot(&self) -> (ActorCritic, ModuleOptimizer) {
+        (self.model().clone(), self.optimizer.clone())
+    }
+
+    /// Returns to a [`PpoTrainer::snapshot`].
+    pub fn rollback(&mut self, (model, optimizer): (ActorCritic, ModuleOptimizer)) {
+        self.model = Some(model);
+        self.optimizer = optimizer;
+    }
+
+    /// Reads the optimizer state [`PpoTrainer::save_optimizer`] wrote.
+    pub fn load_optimizer(&mut self, path: &std::path::Path) -> Result<(), String> {
+        self.optimizer = self
+            .optimizer
+            .clone()
+            .load(path)
+            .map_err(|e| format!("{}: {e:?}", path.display()))?;
+        Ok(())
+    }
+
     fn model(&self) -> &ActorCritic {
         self.model
             .as_ref()
@@ -332,6 +354,181 @@ pub fn clip_global_norm<M: Module>(
         .clamp_max(1.0);
     model.visit(&mut Scale { grads, scale });
     norm
+}
+
+/// Synchronous PPO on the trainer thread: collects rollouts made with the current version until
+/// `rollouts_per_update` have arrived (or the actor timeout has passed with at least one), then
+/// updates and publishes the next version.
+pub(crate) struct PpoRun {
+    trainer: PpoTrainer,
+    config: RunConfig,
+    batch: Vec<Rollout>,
+    /// Since the current version was published.
+    waiting_since: std::time::Instant,
+    /// When the current version's first rollout arrived: from then on the trainer waits for
+    /// the other actors (a stall when one is missing).
+    first_arrival: Option<std::time::Instant>,
+    update_secs: f64,
+    /// The statistics of every rollout trained on; each version ships them as they were when
+    /// it was published.
+    normalization: shoal_common::normalize::NormStats,
+}
+
+impl PpoRun {
+    pub(crate) fn new(
+        config: &RunConfig,
+        spec: ModelSpec,
+        initial: &[f32],
+        device: Device,
+        seed: u64,
+        normalization: shoal_common::normalize::NormStats,
+    ) -> Self {
+        Self {
+            trainer: PpoTrainer::new(config, spec, initial, device, seed),
+            config: config.clone(),
+            batch: Vec::with_capacity(config.ppo.rollouts_per_update),
+            waiting_since: std::time::Instant::now(),
+            first_arrival: None,
+            update_secs: 0.0,
+            normalization,
+        }
+    }
+
+    /// One update on the rollouts gathered, then the next version.
+    fn update(&mut self, shared: &crate::service::Shared, progress: &mut crate::status::Progress) {
+        let waited = self.waiting_since.elapsed().as_secs_f64();
+        progress.longest_wait_secs = progress.longest_wait_secs.max(waited);
+        let stalled = self
+            .first_arrival
+            .take()
+            .map_or(0.0, |t| t.elapsed().as_secs_f64());
+        progress.longest_stall_secs = progress.longest_stall_secs.max(stalled);
+        let update_start = std::time::Instant::now();
+        tracing::debug!(version = progress.version, "update starts");
+        // Arrival order varies from run to run; actor order does not.
+        self.batch.sort_by_key(|r| r.actor_id);
+        let data = Batch::from_rollouts(
+            &self.batch,
+            self.config.ppo.gamma,
+            self.config.ppo.gae_lambda,
+        );
+        let before = self.trainer.snapshot();
+        let stats = self.trainer.update(&data, progress.env_steps);
+        let params = self.trainer.params();
+        self.waiting_since = std::time::Instant::now();
+        if let Some(index) = params.iter().position(|x| !x.is_finite()) {
+            // Validated input can still be extreme enough to overflow: the model never keeps
+            // (or publishes) a non-finite value. Actors collect again with this version.
+            self.trainer.rollback(before);
+            self.first_arrival = None;
+            progress.nonfinite_updates += 1;
+            tracing::warn!(
+                version = progress.version,
+                index,
+                "update discarded: it made a parameter non-finite"
+            );
+            self.batch.clear();
+            return;
+        }
+        progress.rollouts_used += self.batch.len() as u64;
+        self.batch.clear();
+        progress.updates += 1;
+        progress.last_update = Some(stats);
+        let next_version = progress.version + 1;
+        shared.begin_version(next_version);
+        progress.version = shared.store.publish(
+            shoal_common::codec::encode_f32(&params),
+            self.normalization.clone(),
+        );
+        debug_assert_eq!(progress.version, next_version);
+        tracing::debug!(version = progress.version, "published");
+        self.update_secs += update_start.elapsed().as_secs_f64();
+    }
+}
+
+impl crate::driver::Algorithm for PpoRun {
+    fn handle(
+        &mut self,
+        first: crate::service::Experience,
+        _rx: &crossbeam_channel::Receiver<crate::service::Experience>,
+        shared: &crate::service::Shared,
+        progress: &mut crate::status::Progress,
+    ) -> Option<crate::driver::Stop> {
+        let crate::service::Experience::Rollout(rollout) = first else {
+            unreachable!("the service refuses gradients and transitions in PPO runs")
+        };
+        let rollout = *rollout;
+        tracing::debug!(
+            actor_id = rollout.actor_id,
+            version = rollout.version,
+            "rollout received"
+        );
+        progress.env_steps += rollout.env_steps() as u64;
+        for (&r, &l) in rollout.episode_returns.iter().zip(&rollout.episode_lengths) {
+            progress.episodes.push(r, l);
+        }
+        progress
+            .lag
+            .record(progress.version.saturating_sub(rollout.version));
+        if rollout.version == progress.version
+            && self.batch.len() < self.config.ppo.rollouts_per_update
+        {
+            self.normalization.merge(&rollout.moments);
+            self.batch.push(rollout);
+            self.first_arrival
+                .get_or_insert_with(std::time::Instant::now);
+        } else {
+            progress.rollouts_stale += 1;
+        }
+        if self.batch.len() == self.config.ppo.rollouts_per_update {
+            self.update(shared, progress);
+        }
+        crate::driver::stop_reason(&self.config, progress)
+    }
+
+    fn poll(
+        &mut self,
+        shared: &crate::service::Shared,
+        progress: &mut crate::status::Progress,
+    ) -> Option<crate::driver::Stop> {
+        // Some rollouts of this version are in, the rest have not come within the actor
+        // timeout: their actors are gone or cut off. Train on what arrived.
+        let first = self.first_arrival?;
+        if first.elapsed() < shared.actor_timeout {
+            return None;
+        }
+        tracing::warn!(
+            rollouts = self.batch.len(),
+            wanted = self.config.ppo.rollouts_per_update,
+            waited_s = format_args!("{:.2}", first.elapsed().as_secs_f64()),
+            version = progress.version,
+            "actors missing: updating on the rollouts that arrived"
+        );
+        progress.partial_updates += 1;
+        self.update(shared, progress);
+        crate::driver::stop_reason(&self.config, progress)
+    }
+
+    fn params(&self) -> Vec<f32> {
+        self.trainer.params()
+    }
+
+    fn normalization(&self) -> shoal_common::normalize::NormStats {
+        self.normalization.clone()
+    }
+
+    fn update_secs(&self) -> f64 {
+        self.update_secs
+    }
+
+    fn save(&self, dir: &std::path::Path) -> Result<serde_json::Value, String> {
+        self.trainer.save_optimizer(&dir.join("optimizer.bpk"))?;
+        Ok(serde_json::Value::Null)
+    }
+
+    fn restore(&mut self, dir: &std::path::Path, _state: &serde_json::Value) -> Result<(), String> {
+        self.trainer.load_optimizer(&dir.join("optimizer.bpk"))
+    }
 }
 
 #[cfg(test)]

@@ -25,8 +25,7 @@ struct PusherResult {
 }
 
 async fn pusher(url: String, until: Instant) -> PusherResult {
-    let endpoint = shoal_actor::endpoint(&url).unwrap();
-    let mut c = shoal_actor::connect(&endpoint).await.unwrap();
+    let mut c = shoal_tests::test_client(&url).await;
     let s = shoal_tests::register_probe(&mut c).await;
     let n = s.model.layout().num_floats();
     let data = encode_f32(&vec![1e-4; n]);

@@ -5,14 +5,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use shoal_actor::dqn::DqnWorker;
 use shoal_actor::policy::Policy;
 use shoal_actor::worker::Worker;
 use shoal_common::config::RunConfig;
 use shoal_common::model::ModelSpec;
 use shoal_common::normalize::Normalizer;
-use shoal_common::settings::ActorSettings;
+use shoal_common::security::Token;
+use shoal_common::settings::{ActorSettings, DqnActor};
 use shoal_learner::trainer::Batch;
-use shoal_learner::{LearnerError, RunSummary};
+use shoal_learner::{LearnerError, LearnerOptions, RunSummary};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +54,22 @@ pub fn repo_root() -> PathBuf {
         .expect("repository root")
 }
 
+/// The token test learners require and test actors send.
+pub const TEST_TOKEN: &str = "shoal-test-token-0123456789";
+
+/// [`TEST_TOKEN`] as a [`Token`].
+pub fn test_token() -> Token {
+    Token::new(TEST_TOKEN).expect("a valid token")
+}
+
+/// A client of a test learner: the actor's transport settings and the test token.
+pub async fn test_client(url: &str) -> shoal_actor::Client {
+    let endpoint = shoal_actor::endpoint(url).expect("learner URL");
+    shoal_actor::connect(&endpoint, Some(test_token()))
+        .await
+        .expect("connect to the test learner")
+}
+
 /// A learner running in this process.
 pub struct TestLearner {
     /// Where it listens.
@@ -63,19 +81,24 @@ pub struct TestLearner {
 }
 
 impl TestLearner {
-    /// Starts a learner for `config` on `127.0.0.1:0`, writing into `run_dir`.
+    /// Starts a learner for `config` on `127.0.0.1:0`, writing into `run_dir`, requiring
+    /// [`TEST_TOKEN`].
     pub async fn start(config: RunConfig, run_dir: PathBuf) -> Self {
+        Self::start_with(LearnerOptions {
+            token: Some(test_token()),
+            ..LearnerOptions::new(config, run_dir)
+        })
+        .await
+    }
+
+    /// Starts a learner with `options` on `127.0.0.1:0`.
+    pub async fn start_with(options: LearnerOptions) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(shoal_learner::run(
-            config,
-            run_dir,
-            listener,
-            shutdown.clone(),
-        ));
+        let handle = tokio::spawn(shoal_learner::run(options, listener, shutdown.clone()));
         Self {
             addr,
             shutdown,
@@ -89,10 +112,18 @@ impl TestLearner {
     }
 }
 
-/// Spawns `shoal actor --learner URL` as a separate process (killed when dropped). With
-/// `capture`, its stderr (the logs, JSON lines at debug level) is piped for the test to read.
+/// Spawns `shoal actor --learner URL` as a separate process (killed when dropped) with
+/// [`TEST_TOKEN`]. With `capture`, its stderr (the logs, JSON lines at debug level) is piped
+/// for the test to read.
 pub fn spawn_actor(url: &str, name: &str, capture: bool) -> Child {
+    spawn_actor_with(url, name, capture, &[])
+}
+
+/// [`spawn_actor`] with more arguments for `shoal actor` (e.g. `--tls-ca FILE`).
+pub fn spawn_actor_with(url: &str, name: &str, capture: bool, extra: &[&str]) -> Child {
     let mut cmd = Command::new(shoal_exe());
+    cmd.env(shoal_common::security::TOKEN_ENV, TEST_TOKEN)
+        .env_remove(shoal_common::security::TOKEN_FILE_ENV);
     if capture {
         cmd.env("RUST_LOG", "shoal_actor=debug")
             .args(["--log-format", "json"]);
@@ -106,6 +137,7 @@ pub fn spawn_actor(url: &str, name: &str, capture: bool) -> Child {
         "--max-backoff-secs",
         "0.5",
     ])
+    .args(extra)
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(if capture {
@@ -116,6 +148,157 @@ pub fn spawn_actor(url: &str, name: &str, capture: bool) -> Child {
     .kill_on_drop(true)
     .spawn()
     .expect("spawn actor process")
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (for learners started as processes, which
+/// must come back on the same address after a restart).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A `shoal learner` process (killed when dropped) whose JSON log lines the test reads.
+pub struct LearnerProcess {
+    /// The process.
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    lines: tokio::sync::mpsc::Receiver<serde_json::Value>,
+    /// Every log line read so far.
+    pub seen: Vec<serde_json::Value>,
+}
+
+impl LearnerProcess {
+    /// Starts `shoal learner --listen 127.0.0.1:PORT ARGS...` with [`TEST_TOKEN`] and JSON logs.
+    pub fn spawn(port: u16, args: &[&str]) -> Self {
+        let mut child = Command::new(shoal_exe())
+            .current_dir(repo_root())
+            .env(shoal_common::security::TOKEN_ENV, TEST_TOKEN)
+            .env_remove(shoal_common::security::TOKEN_FILE_ENV)
+            .env("RUST_LOG", "info")
+            .args(["--log-format", "json", "learner", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn learner process");
+        let lines = json_lines(child.stderr.take().expect("piped stderr"));
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next log line whose `message` is `message` and for which `also` holds; panics after
+    /// `within`.
+    pub async fn wait_for(
+        &mut self,
+        message: &str,
+        within: std::time::Duration,
+        mut also: impl FnMut(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let find = async {
+            while let Some(line) = self.lines.recv().await {
+                self.seen.push(line.clone());
+                if line["message"] == message && also(&line) {
+                    return Some(line);
+                }
+            }
+            None
+        };
+        match tokio::time::timeout(within, find).await {
+            Ok(Some(line)) => line,
+            Ok(None) => panic!("the learner exited before logging `{message}`"),
+            Err(_) => panic!("no `{message}` in the learner's log within {within:?}"),
+        }
+    }
+
+    /// Waits for the process to exit; returns its status and every log line it wrote.
+    pub async fn finish(mut self) -> (std::process::ExitStatus, Vec<serde_json::Value>) {
+        let status = self.child.wait().await.expect("wait for the learner");
+        while let Some(line) = self.lines.recv().await {
+            self.seen.push(line);
+        }
+        (status, self.seen)
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("running").to_string();
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -TERM {pid}");
+    }
+}
+
+/// Reads JSON log lines from `stderr` into a channel (non-JSON lines are skipped).
+pub fn json_lines(
+    stderr: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+) -> tokio::sync::mpsc::Receiver<serde_json::Value> {
+    use tokio::io::AsyncBufReadExt;
+    let (tx, rx) = tokio::sync::mpsc::channel(100_000);
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line)
+                && tx.send(value).await.is_err()
+            {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits until the learner at `url` says it is serving; panics after `within`.
+pub async fn wait_until_serving(url: &str, within: std::time::Duration) {
+    let endpoint = shoal_actor::endpoint(url).expect("learner URL");
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let health = shoal_actor::health::check(
+            &endpoint,
+            Some(test_token()),
+            shoal_actor::health::PARAMETER_SERVER,
+            std::time::Duration::from_secs(1),
+        )
+        .await;
+        if health == shoal_actor::health::Health::Serving {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "learner at {url} not serving within {within:?}: {health:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Writes `config` as TOML into `dir` and returns the file's path.
+pub fn write_config(dir: &Path, config: &RunConfig) -> PathBuf {
+    let path = dir.join("run.toml");
+    std::fs::write(&path, config.to_toml()).expect("write config");
+    path
+}
+
+/// `checkpoint.json` of the newest checkpoint under `run_dir` (most updates), if any.
+pub fn newest_checkpoint(run_dir: &Path) -> Option<serde_json::Value> {
+    std::fs::read_dir(run_dir.join("checkpoints"))
+        .ok()?
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|e| std::fs::read_to_string(e.path().join("checkpoint.json")).ok())
+        .filter_map(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .max_by_key(|meta| meta["updates"].as_u64().unwrap_or(0))
 }
 
 /// A fresh directory under the system temp dir.
@@ -146,9 +329,9 @@ pub async fn register_probe(client: &mut shoal_actor::Client) -> ActorSettings {
     ActorSettings::from_proto(&resp).expect("usable settings")
 }
 
-/// A worker for `config`'s environment, seeded with `seed`.
-pub fn worker_for(config: &RunConfig, spec: &ModelSpec, seed: u64) -> Worker {
-    let settings = ActorSettings {
+/// The settings actor 1 of a run of `config` would receive, with its seed set to `seed`.
+pub fn settings_for(config: &RunConfig, spec: &ModelSpec, seed: u64) -> ActorSettings {
+    ActorSettings {
         actor_id: 1,
         env_id: config.env_id.clone(),
         num_envs: config.num_envs,
@@ -156,13 +339,28 @@ pub fn worker_for(config: &RunConfig, spec: &ModelSpec, seed: u64) -> Worker {
         seed,
         algorithm: config.algorithm,
         a3c: Some(shoal_common::settings::A3cLoss::from_config(&config.a3c)),
-        dqn: None,
+        dqn: Some(DqnActor {
+            epsilon: config.dqn.epsilon,
+            n_step: config.dqn.n_step,
+            gamma: config.dqn.gamma,
+        }),
         param_wait_ms: 0,
         normalize: config.normalize_settings(),
         model_fingerprint: spec.layout().fingerprint(),
         model: spec.clone(),
-    };
-    Worker::new(&settings).expect("registered environment")
+    }
+}
+
+/// A worker for `config`'s environment, seeded with `seed`.
+pub fn worker_for(config: &RunConfig, spec: &ModelSpec, seed: u64) -> Worker {
+    Worker::new(&settings_for(config, spec, seed)).expect("registered environment")
+}
+
+/// A DQN worker (ε-greedy, n-step transitions) for `config`'s environment, seeded with `seed`.
+pub fn dqn_worker_for(config: &RunConfig, spec: &ModelSpec, seed: u64) -> DqnWorker {
+    let settings = settings_for(config, spec, seed);
+    let dqn = settings.dqn.expect("set by settings_for");
+    DqnWorker::new(&settings, dqn).expect("registered environment")
 }
 
 /// A PPO batch of real experience: `rollouts` rollouts that a worker seeded with `seed` collects

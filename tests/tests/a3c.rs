@@ -10,7 +10,7 @@ use shoal_common::config::{AlgorithmKind, DeviceChoice, RunConfig};
 use shoal_common::gradient::GradientPush;
 use shoal_common::model::action_rows;
 use shoal_common::normalize::Normalizer;
-use shoal_common::proto::{self, parameter_server_client::ParameterServerClient};
+use shoal_common::proto;
 use shoal_common::settings::A3cLoss;
 use shoal_learner::a3c::{A3cTrainer, optimizer};
 use shoal_tests::{TestLearner, register_probe, repo_root, spawn_actor, temp_dir, worker_for};
@@ -135,7 +135,7 @@ async fn stale_gradients_are_refused_and_counted() {
     config.a3c.max_staleness = 0;
     config.learner.device = DeviceChoice::Flex;
     let learner = TestLearner::start(config.clone(), temp_dir("a3c-stale")).await;
-    let mut c = ParameterServerClient::connect(learner.url()).await.unwrap();
+    let mut c = shoal_tests::test_client(&learner.url()).await;
     let s = register_probe(&mut c).await;
     assert_eq!(s.algorithm, AlgorithmKind::A3c);
     let n = s.model.layout().num_floats();

@@ -19,16 +19,20 @@ async fn train(config: RunConfig, name: &str) -> (shoal_learner::RunSummary, std
     (summary, run_dir)
 }
 
-/// Issue 5's bar: the greedy evaluation mean return reaches 475 within 100k env steps (counted
-/// on the training actors), and the run stops on it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_actor_processes_reach_a_greedy_475_on_cartpole_within_100k_steps() {
+fn cartpole_dqn() -> RunConfig {
     let config = RunConfig::load(&repo_root().join("configs/cartpole-dqn.toml")).unwrap();
     assert_eq!(
         (config.total_steps, config.target_return),
         (100_000, Some(475.0))
     );
-    let (summary, run_dir) = train(config, "dqn-cartpole").await;
+    config
+}
+
+/// Issue 5's bar: the greedy evaluation mean return reaches 475 within 100k env steps (counted
+/// on the training actors), and the run stops on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_actor_processes_reach_a_greedy_475_on_cartpole_within_100k_steps() {
+    let (summary, run_dir) = train(cartpole_dqn(), "dqn-cartpole").await;
     assert!(summary.solved, "{summary:?}");
     assert!(summary.eval_return_mean.unwrap() >= 475.0);
     assert!(summary.env_steps <= 100_000);
@@ -52,13 +56,49 @@ async fn two_actor_processes_reach_a_greedy_475_on_cartpole_within_100k_steps() 
     );
 }
 
+/// The same run with prioritised replay (sum-tree sampling, importance weights annealed to 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prioritized_replay_reaches_a_greedy_475_on_cartpole_within_100k_steps() {
+    let mut config = cartpole_dqn();
+    config.dqn.prioritized = true;
+    let (summary, _) = train(config, "dqn-cartpole-per").await;
+    assert!(summary.solved, "{summary:?}");
+    assert!(summary.env_steps <= 100_000);
+}
+
 /// DQN on GridWorld-3x3 ends with Q-values within 0.05 of value iteration's Q* on every state
 /// reachable from the start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gridworld_q_values_match_value_iteration() {
     let config = RunConfig::load(&repo_root().join("configs/gridworld-3x3-dqn.toml")).unwrap();
+    assert_gridworld_q_star(config, "dqn-grid").await;
+}
+
+/// The same with the other options: prioritised replay (whose importance weights must undo the
+/// sampling bias for Q to converge to Q*), one linearly decaying ε for all actors and a Polyak
+/// target network updated after every update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gridworld_q_values_match_with_prioritized_replay_linear_epsilon_and_polyak_target() {
+    use shoal_common::config::EpsilonSchedule;
+    let mut config = RunConfig::load(&repo_root().join("configs/gridworld-3x3-dqn.toml")).unwrap();
+    config.dqn.prioritized = true;
+    config.dqn.epsilon_schedule = EpsilonSchedule::Linear;
+    config.dqn.epsilon_final = 0.2;
+    config.dqn.exploration_fraction = 0.5;
+    config.dqn.target_update_interval = 1;
+    config.dqn.tau = 0.02;
+    let run_dir = assert_gridworld_q_star(config, "dqn-grid-per").await;
+    // Both actors explored with the schedule's final ε by the end.
+    let rows = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(rows.lines().last().unwrap()).unwrap();
+    assert_eq!(last["epsilon_min"], 0.2, "{last}");
+    assert_eq!(last["epsilon_max"], 0.2, "{last}");
+}
+
+/// Trains `config` on GridWorld-3x3 and checks the final Q-network against Q*.
+async fn assert_gridworld_q_star(config: RunConfig, name: &str) -> std::path::PathBuf {
     let gamma = config.dqn.gamma;
-    let (_, run_dir) = train(config.clone(), "dqn-grid").await;
+    let (_, run_dir) = train(config.clone(), name).await;
     let spec = shoal_learner::model_spec(&config).unwrap();
     let bytes = std::fs::read(run_dir.join("checkpoints/final/params.bin")).unwrap();
     let model = spec.build(&spec.layout().decode(&bytes).unwrap(), &Device::flex());
@@ -99,4 +139,5 @@ async fn gridworld_q_values_match_value_iteration() {
             );
         }
     }
+    run_dir
 }

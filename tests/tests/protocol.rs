@@ -7,10 +7,9 @@ use shoal_common::codec::encode_f32;
 use shoal_common::config::{DeviceChoice, RunConfig};
 use shoal_common::model::ActionHead;
 use shoal_common::normalize::{NormStats, Normalizer};
-use shoal_common::proto::{self, parameter_server_client::ParameterServerClient};
+use shoal_common::proto;
 use shoal_tests::{TestLearner, register_probe, temp_dir};
 use tonic::Code;
-use tonic::transport::Channel;
 
 fn config() -> RunConfig {
     RunConfig {
@@ -23,8 +22,8 @@ fn config() -> RunConfig {
     }
 }
 
-async fn client(learner: &TestLearner) -> ParameterServerClient<Channel> {
-    ParameterServerClient::connect(learner.url()).await.unwrap()
+async fn client(learner: &TestLearner) -> shoal_actor::Client {
+    shoal_tests::test_client(&learner.url()).await
 }
 
 #[tokio::test]
@@ -145,6 +144,7 @@ async fn mismatches_and_bad_input_are_refused_with_specific_statuses() {
         episode_returns: vec![],
         episode_lengths: vec![],
         moments: Some(NormStats::new(4).to_proto()),
+        actor_stats: None,
     };
     let err = c.push_rollout(rollout.clone()).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);

@@ -2,6 +2,8 @@
 //! capacity (the oldest are overwritten), uniform or prioritised sampling (Schaul et al. 2016:
 //! `P(i) = p_i^α / Σ p^α`, importance weights `(N·P(i))^−β / max w`, priorities from TD errors).
 
+use std::io::{self, Read, Write};
+
 use shoal_common::rng::Rng;
 
 use super::sum_tree::SumTree;
@@ -49,6 +51,8 @@ pub struct Prioritized {
     /// Added to |TD error| so that no transition gets priority 0.
     pub epsilon: f64,
 }
+
+const REPLAY_MAGIC: &[u8; 8] = b"SHOALRB1";
 
 /// A bounded replay buffer.
 #[derive(Debug, Clone)]
@@ -162,6 +166,95 @@ impl ReplayBuffer {
         out
     }
 
+    /// Writes the buffer's contents, for a checkpoint ([`ReplayBuffer::read_from`] reads them
+    /// back): a header, then each array little-endian, then the priorities when prioritised.
+    pub fn write_to(&self, w: &mut impl Write) -> io::Result<()> {
+        w.write_all(REPLAY_MAGIC)?;
+        for v in [self.capacity, self.obs_dim, self.len, self.next] {
+            w.write_all(&(v as u64).to_le_bytes())?;
+        }
+        w.write_all(&[self.priorities.is_some() as u8])?;
+        for array in [&self.obs, &self.rewards, &self.discounts, &self.next_obs] {
+            for x in array.iter() {
+                w.write_all(&x.to_le_bytes())?;
+            }
+        }
+        for a in &self.actions {
+            w.write_all(&a.to_le_bytes())?;
+        }
+        if let Some((_, tree, max)) = &self.priorities {
+            w.write_all(&max.to_le_bytes())?;
+            for i in 0..self.capacity {
+                w.write_all(&tree.get(i).to_le_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the contents with what [`ReplayBuffer::write_to`] wrote; the capacity,
+    /// observation size and kind of sampling must match this buffer's.
+    pub fn read_from(&mut self, r: &mut impl Read) -> io::Result<()> {
+        let invalid = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
+        let mut magic = [0u8; 8];
+        r.read_exact(&mut magic)?;
+        if &magic != REPLAY_MAGIC {
+            return Err(invalid("not a shoal replay buffer"));
+        }
+        let mut word = [0u8; 8];
+        let mut header = [0usize; 4];
+        for h in &mut header {
+            r.read_exact(&mut word)?;
+            *h = u64::from_le_bytes(word) as usize;
+        }
+        let [capacity, obs_dim, len, next] = header;
+        let mut flag = [0u8; 1];
+        r.read_exact(&mut flag)?;
+        if capacity != self.capacity
+            || obs_dim != self.obs_dim
+            || (flag[0] == 1) != self.priorities.is_some()
+            || len > capacity
+            || next >= capacity.max(1)
+        {
+            return Err(invalid(
+                "the saved buffer's capacity, observation size or sampling differs from the run's",
+            ));
+        }
+        let mut f32s = |array: &mut Vec<f32>| -> io::Result<()> {
+            let mut b = [0u8; 4];
+            for x in array.iter_mut() {
+                r.read_exact(&mut b)?;
+                *x = f32::from_le_bytes(b);
+            }
+            Ok(())
+        };
+        f32s(&mut self.obs)?;
+        f32s(&mut self.rewards)?;
+        f32s(&mut self.discounts)?;
+        f32s(&mut self.next_obs)?;
+        let mut b = [0u8; 4];
+        for a in &mut self.actions {
+            r.read_exact(&mut b)?;
+            *a = u32::from_le_bytes(b);
+        }
+        if let Some((_, tree, max)) = &mut self.priorities {
+            r.read_exact(&mut word)?;
+            *max = f64::from_le_bytes(word);
+            for i in 0..capacity {
+                r.read_exact(&mut word)?;
+                let p = f64::from_le_bytes(word);
+                if !(p.is_finite() && p >= 0.0) {
+                    return Err(invalid(
+                        "a saved priority is not a finite non-negative number",
+                    ));
+                }
+                tree.set(i, p);
+            }
+        }
+        self.len = len;
+        self.next = next;
+        Ok(())
+    }
+
     /// Sets the priorities of sampled slots from their TD errors: `(|δ| + ε)^α`.
     pub fn update_priorities(&mut self, indices: &[usize], td_errors: &[f32]) {
         if let Some((p, tree, max)) = &mut self.priorities {
@@ -209,6 +302,42 @@ mod tests {
             assert_eq!(s.actions[b], (r as u32) % 2);
         }
         assert!(s.weights.iter().all(|&w| w == 1.0));
+    }
+
+    #[test]
+    fn a_saved_buffer_reads_back_identical() {
+        let p = Prioritized {
+            alpha: 0.6,
+            epsilon: 1e-6,
+        };
+        let mut buf = ReplayBuffer::new(8, 2, Some(p));
+        for k in 0..11 {
+            let (obs, next) = t(k as f32);
+            buf.push(&Transition {
+                obs: &obs,
+                action: k % 3,
+                reward: k as f32,
+                discount: 0.9,
+                next_obs: &next,
+            });
+        }
+        buf.update_priorities(&[1, 4], &[2.0, -0.5]);
+        let mut bytes = Vec::new();
+        buf.write_to(&mut bytes).unwrap();
+        let mut back = ReplayBuffer::new(8, 2, Some(p));
+        back.read_from(&mut bytes.as_slice()).unwrap();
+        let (a, b) = (
+            buf.sample(64, 0.5, &mut Rng::new(9)),
+            back.sample(64, 0.5, &mut Rng::new(9)),
+        );
+        assert_eq!(a, b);
+        assert_eq!((back.len(), back.next), (buf.len(), buf.next));
+        // Another shape is refused, as are truncated bytes.
+        let mut other = ReplayBuffer::new(16, 2, Some(p));
+        assert!(other.read_from(&mut bytes.as_slice()).is_err());
+        let mut uniform = ReplayBuffer::new(8, 2, None);
+        assert!(uniform.read_from(&mut bytes.as_slice()).is_err());
+        assert!(back.read_from(&mut &bytes[..bytes.len() - 3]).is_err());
     }
 
     #[test]

@@ -1,14 +1,17 @@
-//! The DQN trainer: online and target Q-networks, Adam, the replay buffer, and greedy
-//! evaluation. Only the trainer thread touches it.
+//! The DQN trainer: online and target Q-networks, Adam and the replay buffer.
+//! Only the trainer thread touches it.
 //!
 //! The Q-network is the policy network of the shared [`ActorCritic`] (its outputs are read as
 //! Q-values); DQN leaves the value network unused.
 
+use std::io::Write;
+use std::path::Path;
+
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData, Transaction};
+use shoal_common::codec::encode_f32;
 use shoal_common::config::RunConfig;
-use shoal_common::dqn::{TransitionBatch, argmax};
-use shoal_common::env::VecEnv;
+use shoal_common::dqn::TransitionBatch;
 use shoal_common::model::{ActorCritic, ModelSpec, action_rows};
 use shoal_common::rng::Rng;
 
@@ -37,6 +40,8 @@ pub struct DqnTrainer {
     base: Device,
     online: Option<ActorCritic>,
     target: ActorCritic,
+    /// The target network's parameters in layout order (Polyak averaging mixes into them).
+    target_params: Vec<f32>,
     optimizer: ModuleOptimizer,
     /// The replay buffer.
     pub replay: ReplayBuffer,
@@ -62,8 +67,9 @@ impl DqnTrainer {
         Self {
             online: Some(spec.build(initial, &device)),
             target: spec.build(initial, &base),
+            target_params: initial.to_vec(),
             replay: ReplayBuffer::new(d.buffer_size, spec.obs_dim, prioritized),
-            optimizer: AdamConfig::new().init(),
+            optimizer: AdamConfig::new().with_epsilon(d.adam_eps as f32).init(),
             config: d.clone(),
             spec,
             device,
@@ -86,9 +92,12 @@ impl DqnTrainer {
         }
     }
 
-    /// Copies the online network into the target network.
+    /// Moves the target network towards the online one: `θ' ← τ·θ + (1 − τ)·θ'` (a copy when
+    /// `τ = 1`).
     pub fn sync_target(&mut self) {
-        self.target = self.spec.build(&self.params(), &self.base);
+        let online = self.params();
+        polyak_update(&mut self.target_params, &online, self.config.tau);
+        self.target = self.spec.build(&self.target_params, &self.base);
     }
 
     /// Current online parameters in layout order.
@@ -99,13 +108,53 @@ impl DqnTrainer {
             .to_flat()
     }
 
-    /// Writes the optimizer state (burnpack) to `path`.
-    pub fn save_optimizer(&self, path: &std::path::Path) -> Result<(), String> {
-        self.optimizer.save(path).map_err(|e| format!("{e:?}"))
+    /// Writes the optimizer state (`optimizer.bpk`), the target network (`target.bin`) and,
+    /// when the config asks for it, the replay buffer (`replay.bin`) into `dir`.
+    pub fn save(&self, dir: &Path) -> Result<(), String> {
+        self.optimizer
+            .save(dir.join("optimizer.bpk"))
+            .map_err(|e| format!("{e:?}"))?;
+        std::fs::write(dir.join("target.bin"), encode_f32(&self.target_params))
+            .map_err(|e| e.to_string())?;
+        if self.config.checkpoint_replay {
+            let file = std::fs::File::create(dir.join("replay.bin")).map_err(|e| e.to_string())?;
+            let mut w = std::io::BufWriter::new(file);
+            self.replay.write_to(&mut w).map_err(|e| e.to_string())?;
+            w.flush().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Restores what [`DqnTrainer::save`] wrote (a missing `replay.bin` leaves the buffer
+    /// empty: it refills before learning resumes).
+    pub fn restore(&mut self, dir: &Path) -> Result<(), String> {
+        let at = |name: &str| dir.join(name);
+        self.optimizer = self
+            .optimizer
+            .clone()
+            .load(at("optimizer.bpk"))
+            .map_err(|e| format!("optimizer.bpk: {e:?}"))?;
+        let bytes = std::fs::read(at("target.bin")).map_err(|e| format!("target.bin: {e}"))?;
+        let target = self
+            .spec
+            .layout()
+            .decode(&bytes)
+            .map_err(|e| format!("target.bin: {e}"))?;
+        self.target = self.spec.build(&target, &self.base);
+        self.target_params = target;
+        if self.config.checkpoint_replay && at("replay.bin").exists() {
+            let file = std::fs::File::open(at("replay.bin")).map_err(|e| e.to_string())?;
+            self.replay
+                .read_from(&mut std::io::BufReader::new(file))
+                .map_err(|e| format!("replay.bin: {e}"))?;
+        }
+        Ok(())
     }
 
     /// One double-DQN update on a sampled batch (importance weights `beta` when prioritised).
-    pub fn update(&mut self, beta: f64) -> DqnStats {
+    /// An update whose loss or gradient is not finite is undone (the network and optimizer go
+    /// back to where they were) and reported as `None`: the model never takes a NaN.
+    pub fn update(&mut self, beta: f64) -> Option<DqnStats> {
         let b = self.config.batch_size;
         let o = self.spec.obs_dim;
         let a = self.spec.action.outputs();
@@ -119,6 +168,7 @@ impl DqnTrainer {
         let obs = t2(s.obs, o);
         let next = t2(s.next_obs, o);
         let online = self.online.take().expect("online network present");
+        let before = (online.clone(), self.optimizer.clone());
         let q: Tensor<1> = (online.logits(obs) * one_hot).sum_dim(1).squeeze_dim(1);
         // y = r + γ^m Q_target(s', argmax_a Q_online(s', a)), outside the graph.
         let best: Tensor<2, Int> = online.logits(next.clone()).detach().argmax(1);
@@ -133,63 +183,61 @@ impl DqnTrainer {
         let loss = (huber(td.clone()) * t1(s.weights)).mean();
         let grads = loss.backward();
         let mut grads = GradientsParams::from_grads(grads, &online);
-        let _ = clip_global_norm(&online, &mut grads, self.config.max_grad_norm);
+        let grad_norm = clip_global_norm(&online, &mut grads, self.config.max_grad_norm);
         self.online = Some(
             self.optimizer
                 .step(self.config.learning_rate, online, grads),
         );
-        let [td, q, loss] = Transaction::default()
+        let [td, q, loss, grad_norm] = Transaction::default()
             .register(td.inner())
             .register(q.inner())
             .register(loss.inner())
+            .register(grad_norm)
             .execute()
             .try_into()
-            .expect("three tensors read");
+            .expect("four tensors read");
+        let scalar = |t: TensorData| t.convert::<f32>().as_slice::<f32>().expect("f32")[0];
+        let (loss, grad_norm) = (scalar(loss), scalar(grad_norm));
+        if !(loss.is_finite() && grad_norm.is_finite()) {
+            let (online, optimizer) = before;
+            self.online = Some(online);
+            self.optimizer = optimizer;
+            return None;
+        }
         let td = td.convert::<f32>().try_into_vec::<f32>().expect("f32");
         let q = q.convert::<f32>().try_into_vec::<f32>().expect("f32");
         self.replay.update_priorities(&s.indices, &td);
-        DqnStats {
-            loss: loss.convert::<f32>().as_slice::<f32>().expect("f32")[0] as f64,
+        Some(DqnStats {
+            loss: loss as f64,
             q_mean: q.iter().map(|&x| x as f64).sum::<f64>() / b as f64,
             td_abs_mean: td.iter().map(|&x| x.abs() as f64).sum::<f64>() / b as f64,
-        }
+        })
     }
 }
 
-/// Greedy evaluation: `episodes` episodes of `env_id` (one per environment copy, seeded from
-/// `seed`) with `params`, acting on the argmax of the network's outputs. Returns their returns.
-pub fn evaluate_greedy(
-    spec: &ModelSpec,
-    params: &[f32],
-    env_id: &str,
-    episodes: usize,
-    seed: u64,
-) -> Vec<f64> {
-    let device = Device::flex();
-    let model = spec.build(params, &device);
-    let mut venv = VecEnv::new(env_id, episodes, seed).expect("the run's environment exists");
-    let (o, a) = (spec.obs_dim, spec.action.outputs());
-    let mut returns: Vec<Option<f64>> = vec![None; episodes];
-    let mut step = shoal_common::env::VecStep::default();
-    while returns.iter().any(Option::is_none) {
-        let obs = Tensor::<2>::from_data(
-            TensorData::new(venv.observations().to_vec(), [episodes, o]),
-            &device,
-        );
-        let q = model
-            .logits(obs)
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("f32");
-        let actions: Vec<usize> = q.chunks_exact(a).map(argmax).collect();
-        venv.step_discrete(&actions, &mut step);
-        for ep in &step.finished {
-            returns[ep.env_index].get_or_insert(ep.episode_return);
-        }
+/// Polyak averaging of target parameters: `target ← τ·online + (1 − τ)·target`, elementwise
+/// (τ = 1 copies).
+pub fn polyak_update(target: &mut [f32], online: &[f32], tau: f64) {
+    if tau >= 1.0 {
+        target.copy_from_slice(online);
+        return;
     }
-    returns
-        .into_iter()
-        .map(|r| r.expect("every copy finished"))
-        .collect()
+    let tau = tau as f32;
+    for (t, &o) in target.iter_mut().zip(online) {
+        *t = tau * o + (1.0 - tau) * *t;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polyak_update_mixes_and_tau_one_copies() {
+        let mut target = vec![0.0f32, 10.0, -4.0];
+        polyak_update(&mut target, &[1.0, 0.0, 4.0], 0.25);
+        assert_eq!(target, vec![0.25, 7.5, -2.0]);
+        polyak_update(&mut target, &[1.0, 2.0, 3.0], 1.0);
+        assert_eq!(target, vec![1.0, 2.0, 3.0]);
+    }
 }
