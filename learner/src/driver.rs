@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::metrics::Bottlenecks;
-use crate::run_dir::RunDir;
+use crate::run_dir::{CheckpointContent, RunDir};
 use crate::service::{Experience, Shared};
 use crate::status::{Progress, ServiceView, log_status};
 use crate::{LearnerError, RunSummary};
@@ -218,29 +218,21 @@ fn write_checkpoint(
 ) -> Result<PathBuf, LearnerError> {
     let mut counters = progress.counters();
     counters.next_actor_id = shared.next_actor_id();
-    let algorithm = shared.config.algorithm.name();
     let params = algo.params();
     let normalization = algo.normalization();
+    let content = CheckpointContent {
+        algorithm: shared.config.algorithm.name(),
+        layout: &shared.layout,
+        params: &params,
+        normalization: &normalization,
+        counters: &counters,
+    };
     let save = |p: &Path| algo.save(p);
     match name {
-        Some(name) => dir.write_checkpoint(
-            name,
-            algorithm,
-            &shared.layout,
-            &params,
-            &normalization,
-            &counters,
-            save,
-        ),
-        None => dir.write_periodic_checkpoint(
-            shared.config.learner.keep_checkpoints,
-            algorithm,
-            &shared.layout,
-            &params,
-            &normalization,
-            &counters,
-            save,
-        ),
+        Some(name) => dir.write_checkpoint(name, &content, save),
+        None => {
+            dir.write_periodic_checkpoint(shared.config.learner.keep_checkpoints, &content, save)
+        }
     }
 }
 

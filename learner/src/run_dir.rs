@@ -71,6 +71,21 @@ pub struct RunCounters {
     pub next_actor_id: u32,
 }
 
+/// What every checkpoint holds besides the algorithm's own files.
+#[derive(Clone, Copy)]
+pub struct CheckpointContent<'a> {
+    /// The algorithm's name (`ppo`, `a3c`, `dqn`).
+    pub algorithm: &'a str,
+    /// The parameters' layout (its fingerprint is checked on resume).
+    pub layout: &'a ParamLayout,
+    /// The parameters, in layout order.
+    pub params: &'a [f32],
+    /// Normalisation statistics.
+    pub normalization: &'a NormStats,
+    /// The run's counters.
+    pub counters: &'a RunCounters,
+}
+
 /// A checkpoint read back from disk.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
@@ -161,17 +176,19 @@ impl RunDir {
     /// Writes `checkpoints/NAME/` atomically: into a temporary directory, then renamed.
     /// `save_state` writes the algorithm's own files into the directory it is given and returns
     /// the algorithm's state for `checkpoint.json`.
-    #[allow(clippy::too_many_arguments)]
     pub fn write_checkpoint(
         &self,
         name: &str,
-        algorithm: &str,
-        layout: &ParamLayout,
-        params: &[f32],
-        normalization: &NormStats,
-        counters: &RunCounters,
+        content: &CheckpointContent,
         save_state: impl FnOnce(&Path) -> Result<Value, String>,
     ) -> Result<PathBuf, LearnerError> {
+        let CheckpointContent {
+            algorithm,
+            layout,
+            params,
+            normalization,
+            counters,
+        } = *content;
         let dir = self.path.join("checkpoints");
         let tmp = dir.join(format!(".{name}.tmp"));
         let done = dir.join(name);
@@ -209,27 +226,14 @@ impl RunDir {
 
     /// Writes a periodic checkpoint named after the update count and deletes all but the
     /// newest `keep` periodic ones.
-    #[allow(clippy::too_many_arguments)]
     pub fn write_periodic_checkpoint(
         &self,
         keep: usize,
-        algorithm: &str,
-        layout: &ParamLayout,
-        params: &[f32],
-        normalization: &NormStats,
-        counters: &RunCounters,
+        content: &CheckpointContent,
         save_state: impl FnOnce(&Path) -> Result<Value, String>,
     ) -> Result<PathBuf, LearnerError> {
-        let name = format!("update-{:012}", counters.updates);
-        let done = self.write_checkpoint(
-            &name,
-            algorithm,
-            layout,
-            params,
-            normalization,
-            counters,
-            save_state,
-        )?;
+        let name = format!("update-{:012}", content.counters.updates);
+        let done = self.write_checkpoint(&name, content, save_state)?;
         let mut periodic: Vec<PathBuf> = fs::read_dir(self.path.join("checkpoints"))
             .map_err(io_err(&self.path))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -411,7 +415,14 @@ mod tests {
                 ..RunCounters::default()
             };
             let params = [updates as f32, -1.0];
-            dir.write_periodic_checkpoint(2, "ppo", &layout, &params, &stats, &counters, |p| {
+            let content = CheckpointContent {
+                algorithm: "ppo",
+                layout: &layout,
+                params: &params,
+                normalization: &stats,
+                counters: &counters,
+            };
+            dir.write_periodic_checkpoint(2, &content, |p| {
                 fs::write(p.join("optimizer.bpk"), b"x").unwrap();
                 Ok(json!({"n": updates}))
             })
