@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use shoal_common::security::{SecurityError, Token, read_pem};
 
-use crate::ActorOptions;
+use crate::session::ActorOptions;
 
 /// `shoal actor` arguments.
 #[derive(Debug, Clone, Args)]
@@ -32,7 +32,7 @@ pub struct ActorArgs {
 }
 
 impl ActorArgs {
-    /// The options [`crate::run`] takes (reads the token and CA files).
+    /// The options [`crate::session::run`] takes (reads the token and CA files).
     pub fn options(&self) -> Result<ActorOptions, SecurityError> {
         let name = self.name.clone().unwrap_or_else(|| {
             let host = std::env::var("HOSTNAME")

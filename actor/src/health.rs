@@ -33,7 +33,10 @@ pub async fn check(
 ) -> Health {
     let call = async {
         let channel = endpoint.connect().await.map_err(|e| {
-            Health::Unreachable(format!("cannot connect: {}", crate::error_chain(&e)))
+            Health::Unreachable(format!(
+                "cannot connect: {}",
+                crate::connection::error_chain(&e)
+            ))
         })?;
         let mut client = HealthClient::with_interceptor(channel, BearerAuth::new(token));
         let reply = client

@@ -4,8 +4,12 @@
 
 use burn::tensor::{Device, Tensor, TensorData, Transaction};
 use shoal_common::model::{ActionHead, ActorCritic, LN_SQRT_2PI, ModelSpec};
-use shoal_common::normalize::Normalizer;
+use shoal_common::normalize::{NormStats, Normalizer};
+use shoal_common::proto;
 use shoal_common::rng::Rng;
+use shoal_common::settings::ActorSettings;
+
+use crate::error::ActorError;
 
 /// Actions chosen for one batch of observations.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -55,6 +59,19 @@ impl Policy {
             normalizer,
             device,
         }
+    }
+
+    /// The version a `Parameters` message carries, decoded against `settings`' model and
+    /// normalised as that version's statistics say; also returns the flat parameters.
+    pub fn from_parameters(
+        settings: &ActorSettings,
+        p: &proto::Parameters,
+    ) -> Result<(Vec<f32>, Self), ActorError> {
+        let params = settings.model.layout().decode(&p.data)?;
+        let stats = NormStats::from_proto(p.normalization.as_ref(), settings.model.obs_dim)?;
+        let normalizer = Normalizer::new(settings.normalize, &stats);
+        let policy = Self::new(&settings.model, &params, p.version, normalizer);
+        Ok((params, policy))
     }
 
     /// The parameter version.

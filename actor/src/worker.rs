@@ -1,4 +1,5 @@
-//! Rollout collection: the PPO actor's inner loop, free of networking.
+//! Rollout collection (PPO and A3C actors): `n_steps` steps of every environment copy with
+//! batched inference, free of networking.
 
 use shoal_common::env::{EnvError, VecEnv, VecStep};
 use shoal_common::model::ActionHead;
@@ -163,9 +164,7 @@ mod tests {
             num_envs: 3,
             n_steps: 40,
             seed: 5,
-            algorithm: shoal_common::config::AlgorithmKind::Ppo,
-            a3c: None,
-            dqn: None,
+            algorithm: shoal_common::settings::AlgorithmSettings::Ppo,
             param_wait_ms: 10,
             normalize: NormalizeSettings::off(),
             model_fingerprint: model.layout().fingerprint(),

@@ -20,7 +20,10 @@ use shoal_common::env;
 use shoal_common::logging::LogFormat;
 use shoal_common::security::{TOKEN_ENV, Token};
 use shoal_learner::cli::LearnerArgs;
+use shoal_learner::telemetry::StatusRow;
 use shoal_learner::{LearnerError, RunSummary};
+use tracing_indicatif::span_ext::IndicatifSpanExt;
+use tracing_indicatif::style::ProgressStyle;
 
 /// Why `shoal train` failed.
 #[derive(Debug, Error)]
@@ -79,13 +82,19 @@ pub async fn train(
         None => Token::generate().map_err(TrainError::Token)?,
     };
     learner.token = Some(token.clone());
-    if options.progress {
+    // The progress display lives as long as this span; without a terminal it draws nothing.
+    let progress = options.progress.then(|| {
         let total = learner.config.total_steps;
         let target = learner.config.target_return;
+        let span = tracing::info_span!("train", indicatif.pb_show = tracing::field::Empty);
+        span.pb_set_style(&ProgressStyle::with_template("{msg}").expect("a valid template"));
+        span.pb_set_message(&progress_line(&StatusRow::default(), total, target));
+        let bar = span.clone();
         learner.on_status = Some(shoal_learner::StatusHook(std::sync::Arc::new(move |row| {
-            shoal_common::logging::set_progress(progress_line(row, total, target));
+            bar.pb_set_message(&progress_line(row, total, target));
         })));
-    }
+        span.entered()
+    });
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|source| TrainError::Listen {
@@ -96,6 +105,8 @@ pub async fn train(
         addr: options.listen,
         source,
     })?;
+    // The config is checked as the learner starts: nothing is spawned for a run that cannot be.
+    let running = shoal_learner::start(learner, listener, shutdown).await?;
     let url = format!("http://{addr}");
     info!(learner = url, actors = options.actors, "starting actors");
     let mut children = Vec::with_capacity(options.actors);
@@ -114,8 +125,8 @@ pub async fn train(
             })?;
         children.push(child);
     }
-    let result = shoal_learner::run(learner, listener, shutdown).await;
-    shoal_common::logging::clear_progress();
+    let result = running.wait().await;
+    drop(progress);
     stop_actors(children).await;
     let summary = result?;
     // The run's learning curves beside its metrics; a run without episodes has none to draw.
@@ -144,21 +155,21 @@ async fn stop_actors(children: Vec<Child>) {
 
 /// The progress line of `shoal train`: a bar of env steps out of `total`, the return (and the
 /// target), throughput and the time left at the current speed.
-pub fn progress_line(row: &serde_json::Value, total: u64, target: Option<f64>) -> String {
-    let num = |k: &str| row.get(k).and_then(serde_json::Value::as_f64);
-    let steps = num("env_steps").unwrap_or(0.0);
+pub fn progress_line(row: &StatusRow, total: u64, target: Option<f64>) -> String {
+    let steps = row.env_steps.unwrap_or(0) as f64;
     let frac = (steps / total.max(1) as f64).clamp(0.0, 1.0);
     const WIDTH: usize = 24;
     let filled = (frac * WIDTH as f64).round() as usize;
     let bar: String = "#".repeat(filled) + &"-".repeat(WIDTH - filled);
-    let sps = num("sps").unwrap_or(0.0);
+    let sps = row.sps.unwrap_or(0.0);
     let eta = if sps > 0.0 {
         format!("{:.0}s", (total as f64 - steps).max(0.0) / sps)
     } else {
         "?".into()
     };
-    let ret = num("eval_return_mean")
-        .or(num("return_mean_100"))
+    let ret = row
+        .eval_return_mean
+        .or(row.return_mean_100)
         .map_or("-".into(), |r| format!("{r:.1}"));
     let target = target.map_or(String::new(), |t| format!("/{t}"));
     format!(
@@ -208,14 +219,18 @@ mod tests {
 
     #[test]
     fn progress_line_shows_bar_return_speed_and_eta() {
-        let row =
-            serde_json::json!({"env_steps": 50_000, "sps": 10_000.0, "return_mean_100": 212.34});
+        let row = StatusRow {
+            env_steps: Some(50_000),
+            sps: Some(10_000.0),
+            return_mean_100: Some(212.34),
+            ..StatusRow::default()
+        };
         let line = progress_line(&row, 100_000, Some(475.0));
         assert_eq!(
             line,
             "[############------------]  50% 50000/100000 steps | return 212.3/475 | 10000 steps/s | ETA 5s"
         );
-        let line = progress_line(&serde_json::json!({}), 10, None);
+        let line = progress_line(&StatusRow::default(), 10, None);
         assert!(
             line.contains("return - |") && line.ends_with("ETA ?"),
             "{line}"

@@ -1,5 +1,11 @@
 //! `shoal`: train, learner, actor and envs.
 
+/// burn-flex copies every op's output into a fresh buffer; under glibc's malloc the cost of
+/// those copies varied by ~10% with the allocation history of the process. mimalloc's size
+/// classes keep it small and stable (README, Benchmark results).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 

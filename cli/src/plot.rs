@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
-use serde_json::Value;
 use shoal_common::config::RunConfig;
+use shoal_learner::telemetry::StatusRow;
 use thiserror::Error;
 
 /// Why a plot could not be made.
@@ -50,7 +50,7 @@ pub struct Run {
     /// A short name for the legend.
     pub label: String,
     /// Metrics rows.
-    pub rows: Vec<Value>,
+    pub rows: Vec<StatusRow>,
 }
 
 impl Run {
@@ -71,7 +71,7 @@ impl Run {
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(serde_json::from_str)
-            .collect::<Result<Vec<Value>, _>>()
+            .collect::<Result<Vec<StatusRow>, _>>()
             .map_err(|e| err(metrics_path, e.to_string()))?;
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -82,10 +82,10 @@ impl Run {
     }
 
     /// `(x, y)` of the rows where both are numbers.
-    fn series(&self, x: &str, y: &str) -> Vec<(f64, f64)> {
+    fn series(&self, x: &Quantity, y: &Quantity) -> Vec<(f64, f64)> {
         self.rows
             .iter()
-            .filter_map(|r| Some((r.get(x)?.as_f64()?, r.get(y)?.as_f64()?)))
+            .filter_map(|r| Some(((x.of)(r)?, (y.of)(r)?)))
             .filter(|(a, b)| a.is_finite() && b.is_finite())
             .collect()
     }
@@ -177,50 +177,96 @@ pub fn register_font(font: Option<&Path>) -> Result<(), PlotError> {
     Err(PlotError::NoFont)
 }
 
-/// One panel: a quantity against env steps or seconds.
+/// A quantity of the status row, by its `metrics.jsonl` key.
+struct Quantity {
+    name: &'static str,
+    of: fn(&StatusRow) -> Option<f64>,
+}
+
+const ENV_STEPS: Quantity = Quantity {
+    name: "env_steps",
+    of: |r| r.env_steps.map(|n| n as f64),
+};
+const TIME: Quantity = Quantity {
+    name: "time_s",
+    of: |r| r.time_s,
+};
+const RETURN: Quantity = Quantity {
+    name: "return_mean_100",
+    of: |r| r.return_mean_100,
+};
+/// Drawn dashed.
+const EVAL_RETURN: Quantity = Quantity {
+    name: "eval_return_mean",
+    of: |r| r.eval_return_mean,
+};
+
+/// One panel: quantities against env steps or seconds.
 struct Panel {
     title: &'static str,
-    x: &'static str,
+    x: Quantity,
     x_label: &'static str,
-    ys: &'static [&'static str],
+    ys: &'static [Quantity],
 }
 
 const PANELS: [Panel; 6] = [
     Panel {
         title: "return (mean of last 100 episodes; dashed: greedy evaluation)",
-        x: "env_steps",
+        x: ENV_STEPS,
         x_label: "env steps",
-        ys: &["return_mean_100", "eval_return_mean"],
+        ys: &[RETURN, EVAL_RETURN],
     },
     Panel {
         title: "return vs wall-clock",
-        x: "time_s",
+        x: TIME,
         x_label: "seconds",
-        ys: &["return_mean_100", "eval_return_mean"],
+        ys: &[RETURN, EVAL_RETURN],
     },
     Panel {
         title: "losses (policy, value; DQN: TD)",
-        x: "env_steps",
+        x: ENV_STEPS,
         x_label: "env steps",
-        ys: &["policy_loss", "value_loss", "dqn_loss"],
+        ys: &[
+            Quantity {
+                name: "policy_loss",
+                of: |r| r.policy_loss,
+            },
+            Quantity {
+                name: "value_loss",
+                of: |r| r.value_loss,
+            },
+            Quantity {
+                name: "dqn_loss",
+                of: |r| r.dqn_loss,
+            },
+        ],
     },
     Panel {
         title: "entropy",
-        x: "env_steps",
+        x: ENV_STEPS,
         x_label: "env steps",
-        ys: &["entropy"],
+        ys: &[Quantity {
+            name: "entropy",
+            of: |r| r.entropy,
+        }],
     },
     Panel {
         title: "approx KL",
-        x: "env_steps",
+        x: ENV_STEPS,
         x_label: "env steps",
-        ys: &["approx_kl"],
+        ys: &[Quantity {
+            name: "approx_kl",
+            of: |r| r.approx_kl,
+        }],
     },
     Panel {
         title: "env steps per second",
-        x: "env_steps",
+        x: ENV_STEPS,
         x_label: "env steps",
-        ys: &["sps"],
+        ys: &[Quantity {
+            name: "sps",
+            of: |r| r.sps,
+        }],
     },
 ];
 
@@ -249,7 +295,7 @@ pub fn draw(groups: &[Vec<Run>], out: &Path, size: (u32, u32)) -> Result<(), Plo
         for (g, runs) in groups.iter().enumerate() {
             for (k, y) in panel.ys.iter().enumerate() {
                 let curves: Vec<Vec<(f64, f64)>> =
-                    runs.iter().map(|r| r.series(panel.x, y)).collect();
+                    runs.iter().map(|r| r.series(&panel.x, y)).collect();
                 let band = mean_band(&curves, 200);
                 if band.len() >= 2 {
                     bands.push((g, k, band));
@@ -321,7 +367,7 @@ pub fn draw(groups: &[Vec<Run>], out: &Path, size: (u32, u32)) -> Result<(), Plo
                 "{}{} ({} run{})",
                 runs[0].label,
                 if panel.ys.len() > 1 {
-                    format!(" {}", panel.ys[*k])
+                    format!(" {}", panel.ys[*k].name)
                 } else {
                     String::new()
                 },
@@ -334,7 +380,7 @@ pub fn draw(groups: &[Vec<Run>], out: &Path, size: (u32, u32)) -> Result<(), Plo
                     .draw_series(line.iter().map(|&p| Circle::new(p, 4, color.filled())))
                     .map_err(|e| err(&e))?;
             }
-            let series = if *k == 1 && panel.ys[1] == "eval_return_mean" {
+            let series = if panel.ys[*k].name == EVAL_RETURN.name {
                 chart
                     .draw_series(DashedLineSeries::new(line, 8, 5, style))
                     .map_err(|e| err(&e))?

@@ -25,7 +25,7 @@ use shoal_common::evaluate::{Episode, evaluate_deterministic, mean_std};
 use shoal_common::model::{ActionHead, ModelSpec};
 use shoal_common::normalize::Normalizer;
 use shoal_learner::LearnerError;
-use shoal_learner::run_dir::{Checkpoint, load_checkpoint, locate_checkpoint};
+use shoal_learner::checkpoint::{self, Checkpoint};
 use thiserror::Error;
 
 /// Why a policy could not be loaded, evaluated or exported.
@@ -63,10 +63,11 @@ pub struct LoadedPolicy {
 impl LoadedPolicy {
     /// Loads `path`: a checkpoint directory, or a run directory (its newest checkpoint).
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let (run_dir, dir) = locate_checkpoint(path)?;
+        let (run_dir, dir) = checkpoint::locate(path).map_err(LearnerError::from)?;
         let config = RunConfig::load(&run_dir.join("config.toml")).map_err(LearnerError::from)?;
         let spec = shoal_learner::model_spec(&config)?;
-        let checkpoint = load_checkpoint(&dir, config.algorithm.name(), &spec.layout())?;
+        let checkpoint =
+            checkpoint::load(&dir, config.algorithm, &spec.layout()).map_err(LearnerError::from)?;
         Ok(Self {
             config,
             spec,

@@ -5,9 +5,8 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::dqn::argmax;
 use crate::env::{EnvError, VecEnv, VecStep};
-use crate::model::{ActionHead, ModelSpec};
+use crate::model::{ActionHead, ModelSpec, argmax};
 use crate::normalize::Normalizer;
 
 /// One evaluation episode.

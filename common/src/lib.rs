@@ -5,35 +5,41 @@
 //! - [`proto`]: code generated from `proto/shoal/v1/shoal.proto` (the documented contract). The
 //!   only place generated code lives; everything else converts to domain types at the boundary.
 //! - [`mod@env`]: the [`env::Env`] trait, the registry by Gymnasium id, CartPole, [`env::VecEnv`].
-//! - [`model`]: the actor-critic network, its [`model::ModelSpec`] and initialisation.
+//! - [`model`]: the actor-critic network, its [`model::ModelSpec`], initialisation and action
+//!   distributions.
 //! - [`evaluate`]: deterministic evaluation episodes (DQN's evaluator, `shoal eval`).
 //! - [`codec`]: parameters as little-endian `f32` bytes, layouts and fingerprints.
-//! - [`rollout`]: the rollout domain type and its validation (PPO).
+//! - [`returns`]: GAE and n-step returns as pure functions, and the `[T, N]` column helpers.
+//! - [`rollout`]: the rollout domain type and its validation (PPO, and A3C's actor side).
 //! - [`gradient`]: the pushed-gradient domain type and its validation (A3C).
-//! - [`dqn`]: actor-side DQN math: the Ape-X ε schedule and n-step returns.
+//! - [`transition`]: the n-step transition batch and its validation (DQN).
+//! - [`exploration`]: DQN actors' ε (Ape-X per actor, or one linear schedule).
 //! - [`normalize`]: observation/return statistics, their merge, and the normalisation actors
 //!   apply.
 //! - [`settings`]: what an actor receives at registration, as domain types.
 //! - [`stats`]: what an actor reports about itself (speed, episodes, inference time).
 //! - [`security`]: the shared token (bearer metadata, constant-time check) and TLS files.
-//! - [`config`]: the run configuration (TOML).
+//! - [`config`]: the run configuration (TOML), one module per section, with the ranges the
+//!   wire checks share.
 //! - [`rng`]: deterministic randomness and seed derivation.
 //! - [`logging`]: tracing set-up shared by the binaries (`RUST_LOG`, text or JSON).
 
 pub mod codec;
 pub mod config;
-pub mod dqn;
 pub mod env;
 pub mod evaluate;
+pub mod exploration;
 pub mod gradient;
 pub mod logging;
 pub mod model;
 pub mod normalize;
+pub mod returns;
 pub mod rng;
 pub mod rollout;
 pub mod security;
 pub mod settings;
 pub mod stats;
+pub mod transition;
 
 /// Generated protocol types, client and server (`shoal.v1`).
 #[allow(missing_docs, unreachable_pub, clippy::all)]

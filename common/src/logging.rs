@@ -1,14 +1,18 @@
-//! Process set-up shared by the binaries: tracing (and [`cancel_on_signals`]).
+//! Process set-up shared by the binaries: tracing and [`cancel_on_signals`].
 //!
 //! Tracing set-up for the binaries: `RUST_LOG` filtering (default `info`), human-readable text
-//! or one JSON object per line (`--log-format json`, for containers and log shippers).
-//!
-//! A progress line ([`set_progress`]) can sit under the log on a terminal: every log line is
-//! written above it and it is drawn again after.
+//! or one JSON object per line (`--log-format json`, for containers and log shippers). On a
+//! terminal, progress bars drawn by `indicatif` (through `tracing-indicatif`) sit under the log.
 
 use std::str::FromStr;
 
+use tracing_indicatif::IndicatifLayer;
+use tracing_indicatif::filter::{IndicatifFilter, hide_indicatif_span_fields};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::fmt::format::DefaultFields;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,73 +45,34 @@ impl LogFormat {
     }
 }
 
-/// Installs the global subscriber, writing to stderr. Safe to call twice (the second call
-/// does nothing).
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(|| ProgressAwareStderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
-}
-
-/// The progress line drawn under the log, when one is set.
-static PROGRESS: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
-
-/// Whether a progress line makes sense: stderr is a terminal and logs are text.
+/// Whether a progress display makes sense: stderr is a terminal and logs are text.
 pub fn progress_available(format: LogFormat) -> bool {
     format == LogFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr())
 }
 
-/// Shows `line` as the progress line (replacing the previous one).
-pub fn set_progress(line: String) {
-    use std::io::Write;
-    let mut progress = PROGRESS.lock().unwrap_or_else(|e| e.into_inner());
-    let mut err = std::io::stderr().lock();
-    let _ = write!(err, "\r\x1b[2K{line}");
-    let _ = err.flush();
-    *progress = Some(line);
-}
-
-/// Removes the progress line.
-pub fn clear_progress() {
-    use std::io::Write;
-    let mut progress = PROGRESS.lock().unwrap_or_else(|e| e.into_inner());
-    if progress.take().is_some() {
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r\x1b[2K");
-        let _ = err.flush();
-    }
-}
-
-/// stderr for log lines: with a progress line showing, each log line replaces it and it is
-/// drawn again below.
-struct ProgressAwareStderr;
-
-impl std::io::Write for ProgressAwareStderr {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let progress = PROGRESS.lock().unwrap_or_else(|e| e.into_inner());
-        let mut err = std::io::stderr().lock();
-        match progress.as_deref() {
-            Some(line) => {
-                err.write_all(b"\r\x1b[2K")?;
-                err.write_all(buf)?;
-                if buf.ends_with(b"\n") {
-                    err.write_all(line.as_bytes())?;
-                }
-            }
-            None => err.write_all(buf)?,
+/// Installs the global subscriber, writing to stderr. Safe to call twice (the second call
+/// does nothing). On a terminal with text logs, log lines go through `tracing-indicatif`'s
+/// writer, so that progress bars (spans that opt in with an `indicatif.pb_show` field) stay
+/// under the log instead of being overwritten by it.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer().with_ansi(terminal);
+    let registry = tracing_subscriber::registry().with(filter);
+    let _ = match format {
+        LogFormat::Json => registry
+            .with(fmt.json().flatten_event(true).with_writer(std::io::stderr))
+            .try_init(),
+        LogFormat::Text if progress_available(format) => {
+            let bars = IndicatifLayer::new()
+                .with_span_field_formatter(hide_indicatif_span_fields(DefaultFields::new()));
+            registry
+                .with(fmt.with_writer(bars.get_stderr_writer()))
+                .with(bars.with_filter(IndicatifFilter::new(false)))
+                .try_init()
         }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
-    }
+        LogFormat::Text => registry.with(fmt.with_writer(std::io::stderr)).try_init(),
+    };
 }
 
 /// Cancels `token` on ctrl-c or SIGTERM: the one cancellation token that drives graceful

@@ -3,7 +3,7 @@
 use thiserror::Error;
 
 use crate::codec::{ParamEntry, ParamLayout};
-use crate::config::AlgorithmKind;
+use crate::config::{self, AlgorithmKind, Range};
 use crate::model::{ActionHead, Activation, ModelSpec};
 use crate::normalize::NormalizeSettings;
 use crate::proto;
@@ -53,6 +53,96 @@ pub struct DqnActor {
     pub gamma: f64,
 }
 
+/// The algorithm an actor runs and what it needs to know of it, as the learner says at
+/// registration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AlgorithmSettings {
+    /// Synchronous PPO: rollouts of the current version.
+    Ppo,
+    /// A3C: the loss whose gradient the actor computes.
+    A3c(A3cLoss),
+    /// DQN: exploration and n-step transitions.
+    Dqn(DqnActor),
+}
+
+impl AlgorithmSettings {
+    /// Which algorithm.
+    pub fn kind(&self) -> AlgorithmKind {
+        match self {
+            AlgorithmSettings::Ppo => AlgorithmKind::Ppo,
+            AlgorithmSettings::A3c(_) => AlgorithmKind::A3c,
+            AlgorithmSettings::Dqn(_) => AlgorithmKind::Dqn,
+        }
+    }
+
+    /// The wire form: the algorithm and its sub-message, into `settings`.
+    pub fn write_proto(&self, settings: &mut proto::RunSettings) {
+        let (algorithm, a3c, dqn) = match self {
+            AlgorithmSettings::Ppo => (proto::Algorithm::Ppo, None, None),
+            AlgorithmSettings::A3c(loss) => (proto::Algorithm::A3c, Some(loss.to_proto()), None),
+            AlgorithmSettings::Dqn(d) => (
+                proto::Algorithm::Dqn,
+                None,
+                Some(proto::DqnActor {
+                    epsilon: d.epsilon,
+                    n_step: d.n_step as u32,
+                    gamma: d.gamma,
+                }),
+            ),
+        };
+        settings.algorithm = algorithm as i32;
+        settings.a3c = a3c;
+        settings.dqn = dqn;
+    }
+
+    /// Reads the algorithm and its sub-message from `s`, checked against the config's ranges.
+    fn from_proto(s: &proto::RunSettings) -> Result<Self, String> {
+        let ranges = |checks: &[(&str, f64, Range)]| {
+            checks
+                .iter()
+                .try_for_each(|(field, value, range)| range.check(field, *value))
+                .map_err(|e| e.to_string())
+        };
+        match proto::Algorithm::try_from(s.algorithm) {
+            Ok(proto::Algorithm::Ppo) => Ok(AlgorithmSettings::Ppo),
+            Ok(proto::Algorithm::A3c) => {
+                let l = s.a3c.as_ref().ok_or("A3C run without its loss settings")?;
+                ranges(&[
+                    ("a3c.gamma", l.gamma, config::a3c::GAMMA),
+                    ("a3c.vf_coef", l.vf_coef as f64, config::a3c::LOSS_COEF),
+                    ("a3c.ent_coef", l.ent_coef as f64, config::a3c::LOSS_COEF),
+                ])?;
+                Ok(AlgorithmSettings::A3c(A3cLoss {
+                    gamma: l.gamma,
+                    vf_coef: l.vf_coef,
+                    ent_coef: l.ent_coef,
+                }))
+            }
+            Ok(proto::Algorithm::Dqn) => {
+                let d = s.dqn.as_ref().ok_or("DQN run without its actor settings")?;
+                ranges(&[
+                    ("dqn.epsilon", d.epsilon, config::dqn::EPSILON),
+                    ("dqn.gamma", d.gamma, config::dqn::GAMMA),
+                    ("dqn.n_step", d.n_step as f64, config::dqn::N_STEP),
+                ])?;
+                Ok(AlgorithmSettings::Dqn(DqnActor {
+                    epsilon: d.epsilon,
+                    n_step: d.n_step as usize,
+                    gamma: d.gamma,
+                }))
+            }
+            _ => Err(format!("unsupported algorithm {}", s.algorithm)),
+        }
+    }
+}
+
+/// Settings are of the algorithm they are for (`settings.algorithm == AlgorithmKind::Ppo`).
+impl PartialEq<AlgorithmKind> for AlgorithmSettings {
+    fn eq(&self, kind: &AlgorithmKind) -> bool {
+        self.kind() == *kind
+    }
+}
+
 /// Everything an actor needs to run, from [`proto::RegisterResponse`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActorSettings {
@@ -66,12 +156,8 @@ pub struct ActorSettings {
     pub n_steps: usize,
     /// This actor's seed.
     pub seed: u64,
-    /// The algorithm the actor runs.
-    pub algorithm: AlgorithmKind,
-    /// A3C's loss (A3C runs only).
-    pub a3c: Option<A3cLoss>,
-    /// DQN's exploration and n-step settings (DQN runs only).
-    pub dqn: Option<DqnActor>,
+    /// The algorithm the actor runs, with what it needs of it.
+    pub algorithm: AlgorithmSettings,
     /// How long to wait for a newer version after a push (ms).
     pub param_wait_ms: u32,
     /// How observations and rewards are normalised.
@@ -107,14 +193,20 @@ pub fn normalize_to_proto(n: &NormalizeSettings) -> proto::Normalization {
 
 fn normalize_from_proto(n: Option<&proto::Normalization>) -> Result<NormalizeSettings, String> {
     let n = n.ok_or("no normalisation settings")?;
-    let positive = |x: f64| x > 0.0;
-    if !(positive(n.clip_observations as f64)
-        && positive(n.clip_rewards as f64)
-        && positive(n.epsilon)
-        && (0.0..=1.0).contains(&n.gamma))
-    {
-        return Err("normalisation settings out of range".into());
-    }
+    let positive = config::normalize::POSITIVE;
+    [
+        (
+            "normalize.clip_observations",
+            n.clip_observations as f64,
+            positive,
+        ),
+        ("normalize.clip_rewards", n.clip_rewards as f64, positive),
+        ("normalize.epsilon", n.epsilon, positive),
+        ("ppo.gamma", n.gamma, config::ppo::GAMMA),
+    ]
+    .iter()
+    .try_for_each(|(field, value, range)| range.check(field, *value))
+    .map_err(|e| format!("normalisation settings: {e}"))?;
     Ok(NormalizeSettings {
         observations: n.observations,
         rewards: n.rewards,
@@ -176,48 +268,7 @@ impl ActorSettings {
             }
         };
         let normalize = normalize_from_proto(s.normalization.as_ref()).map_err(|m| invalid(&m))?;
-        let algorithm = match proto::Algorithm::try_from(s.algorithm) {
-            Ok(proto::Algorithm::Ppo) => AlgorithmKind::Ppo,
-            Ok(proto::Algorithm::A3c) => AlgorithmKind::A3c,
-            Ok(proto::Algorithm::Dqn) => AlgorithmKind::Dqn,
-            _ => return Err(invalid(&format!("unsupported algorithm {}", s.algorithm))),
-        };
-        let a3c = match (algorithm, &s.a3c) {
-            (AlgorithmKind::A3c, None) => return Err(invalid("A3C run without its loss settings")),
-            (AlgorithmKind::A3c, Some(l)) => {
-                if !((0.0..=1.0).contains(&l.gamma)
-                    && l.vf_coef.is_finite()
-                    && l.ent_coef.is_finite())
-                {
-                    return Err(invalid("A3C loss settings out of range"));
-                }
-                Some(A3cLoss {
-                    gamma: l.gamma,
-                    vf_coef: l.vf_coef,
-                    ent_coef: l.ent_coef,
-                })
-            }
-            _ => None,
-        };
-        let dqn = match (algorithm, &s.dqn) {
-            (AlgorithmKind::Dqn, None) => {
-                return Err(invalid("DQN run without its actor settings"));
-            }
-            (AlgorithmKind::Dqn, Some(d)) => {
-                if !((0.0..=1.0).contains(&d.epsilon)
-                    && (0.0..=1.0).contains(&d.gamma)
-                    && d.n_step >= 1)
-                {
-                    return Err(invalid("DQN actor settings out of range"));
-                }
-                Some(DqnActor {
-                    epsilon: d.epsilon,
-                    n_step: d.n_step as usize,
-                    gamma: d.gamma,
-                })
-            }
-            _ => None,
-        };
+        let algorithm = AlgorithmSettings::from_proto(s).map_err(|m| invalid(&m))?;
         let model = ModelSpec {
             obs_dim: m.obs_dim as usize,
             action,
@@ -245,8 +296,6 @@ impl ActorSettings {
             n_steps: s.n_steps as usize,
             seed: s.seed,
             algorithm,
-            a3c,
-            dqn,
             param_wait_ms: s.param_wait_ms,
             normalize,
             model,

@@ -1,5 +1,5 @@
-//! Command-line arguments of the learner, and their resolution into a checked configuration
-//! (the config file, then flags on top).
+//! Command-line arguments of the learner, and their resolution into learner options (the
+//! config file, then flags on top; the learner checks the result when it starts).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,8 +8,9 @@ use clap::Args;
 use shoal_common::config::{DeviceChoice, RunConfig};
 use shoal_common::security::{SecurityError, Token, read_pem};
 
+use crate::error::LearnerError;
+use crate::options::{LearnerOptions, TlsIdentity};
 use crate::run_dir::default_run_dir;
-use crate::{LearnerError, LearnerOptions, TlsIdentity};
 
 /// `shoal learner` / `shoal train` arguments shared by both.
 #[derive(Debug, Clone, Args)]
@@ -56,8 +57,8 @@ fn parse_device(s: &str) -> Result<DeviceChoice, String> {
 }
 
 impl LearnerArgs {
-    /// Loads the config file (on resume: the run directory's), applies the flags and checks
-    /// the result. No token or TLS yet: see [`ServeArgs::apply`].
+    /// Loads the config file (on resume: the run directory's) and applies the flags; the
+    /// learner checks the result when it starts. No token or TLS yet: see [`ServeArgs::apply`].
     pub fn resolve(&self) -> Result<LearnerOptions, LearnerError> {
         let resume = self.resume.clone().or_else(|| {
             self.run_dir
@@ -86,7 +87,7 @@ impl LearnerArgs {
         if let Some(device) = self.device {
             config.learner.device = device;
         }
-        config.validate()?;
+        // Checked once, by the learner when it starts.
         let run_dir = resume
             .clone()
             .or_else(|| self.run_dir.clone())
@@ -165,7 +166,7 @@ pub struct LearnerCommand {
 }
 
 impl LearnerCommand {
-    /// The options [`crate::run`] takes.
+    /// The options [`crate::run::run`] takes.
     pub fn options(&self) -> Result<LearnerOptions, LearnerError> {
         self.serve.apply(self.args.resolve()?)
     }

@@ -1,5 +1,11 @@
 //! `shoal-learner`: the learner alone (the same as `shoal learner`).
 
+/// burn-flex copies every op's output into a fresh buffer; under glibc's malloc the cost of
+/// those copies varied by ~10% with the allocation history of the process. mimalloc's size
+/// classes keep it small and stable (README, Benchmark results).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use shoal_common::logging::{self, LogFormat};
 use shoal_learner::cli::LearnerCommand;

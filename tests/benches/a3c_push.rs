@@ -73,7 +73,7 @@ fn per_call(n: usize, mut f: impl FnMut()) -> f64 {
 /// Where a gradient's time goes inside the learner (no networking).
 fn breakdown(config: &RunConfig) {
     use shoal_common::gradient::GradientPush;
-    use shoal_learner::a3c::A3cTrainer;
+    use shoal_learner::algo::a3c::A3cTrainer;
     let spec = shoal_learner::model_spec(config).unwrap();
     let n = spec.layout().num_floats();
     let params = spec.init_params(1);

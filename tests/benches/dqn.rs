@@ -19,7 +19,7 @@ use shoal_actor::policy::Policy;
 use shoal_common::config::{DeviceChoice, RunConfig};
 use shoal_common::normalize::Normalizer;
 use shoal_common::proto;
-use shoal_learner::dqn::trainer::DqnTrainer;
+use shoal_learner::algo::dqn::DqnTrainer;
 use shoal_tests::{TestLearner, dqn_worker_for, repo_root, temp_dir};
 use tonic::Code;
 
@@ -30,7 +30,7 @@ fn cartpole_dqn() -> RunConfig {
 }
 
 /// A batch of real transitions from a random-acting worker.
-fn real_batch(config: &RunConfig, seed: u64) -> shoal_common::dqn::TransitionBatch {
+fn real_batch(config: &RunConfig, seed: u64) -> shoal_common::transition::TransitionBatch {
     let spec = shoal_learner::model_spec(config).unwrap();
     let mut config = config.clone();
     config.dqn.epsilon = 1.0;

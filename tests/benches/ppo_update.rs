@@ -11,7 +11,8 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 use shoal_actor::policy::Policy;
 use shoal_common::normalize::Normalizer;
-use shoal_learner::trainer::{PpoTrainer, clip_global_norm};
+use shoal_learner::algo::ppo::PpoTrainer;
+use shoal_learner::grad_clip::clip_global_norm;
 use shoal_tests::{cartpole_config, collect_batch};
 
 fn per_iter(iters: u32, mut f: impl FnMut()) -> f64 {

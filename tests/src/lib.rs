@@ -5,15 +5,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use shoal_actor::dqn::DqnWorker;
+use shoal_actor::algo::dqn::DqnWorker;
 use shoal_actor::policy::Policy;
 use shoal_actor::worker::Worker;
 use shoal_common::config::RunConfig;
 use shoal_common::model::ModelSpec;
 use shoal_common::normalize::Normalizer;
 use shoal_common::security::Token;
-use shoal_common::settings::{ActorSettings, DqnActor};
-use shoal_learner::trainer::Batch;
+use shoal_common::settings::{ActorSettings, AlgorithmSettings, DqnActor};
+use shoal_learner::algo::ppo::Batch;
 use shoal_learner::{LearnerError, LearnerOptions, RunSummary};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
@@ -301,12 +301,14 @@ pub fn newest_checkpoint(run_dir: &Path) -> Option<serde_json::Value> {
         .max_by_key(|meta| meta["updates"].as_u64().unwrap_or(0))
 }
 
-/// A fresh directory under the system temp dir.
+/// A fresh directory under the system temp dir, named after `name` (kept after the test, for
+/// a look at what a failed run wrote).
 pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("shoal-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+    tempfile::Builder::new()
+        .prefix(&format!("shoal-test-{name}-"))
+        .tempdir()
+        .expect("temp dir")
+        .keep()
 }
 
 /// The CartPole PPO config the README runs.
@@ -329,21 +331,21 @@ pub async fn register_probe(client: &mut shoal_actor::Client) -> ActorSettings {
     ActorSettings::from_proto(&resp).expect("usable settings")
 }
 
-/// The settings actor 1 of a run of `config` would receive, with its seed set to `seed`.
-pub fn settings_for(config: &RunConfig, spec: &ModelSpec, seed: u64) -> ActorSettings {
+/// The settings actor 1 of a run of `config` running `algorithm` would receive, with its seed
+/// set to `seed`.
+pub fn settings_for(
+    config: &RunConfig,
+    spec: &ModelSpec,
+    seed: u64,
+    algorithm: AlgorithmSettings,
+) -> ActorSettings {
     ActorSettings {
         actor_id: 1,
         env_id: config.env_id.clone(),
         num_envs: config.num_envs,
         n_steps: config.n_steps,
         seed,
-        algorithm: config.algorithm,
-        a3c: Some(shoal_common::settings::A3cLoss::from_config(&config.a3c)),
-        dqn: Some(DqnActor {
-            epsilon: config.dqn.epsilon,
-            n_step: config.dqn.n_step,
-            gamma: config.dqn.gamma,
-        }),
+        algorithm,
         param_wait_ms: 0,
         normalize: config.normalize_settings(),
         model_fingerprint: spec.layout().fingerprint(),
@@ -351,15 +353,20 @@ pub fn settings_for(config: &RunConfig, spec: &ModelSpec, seed: u64) -> ActorSet
     }
 }
 
-/// A worker for `config`'s environment, seeded with `seed`.
+/// A rollout worker (PPO's and A3C's) for `config`'s environment, seeded with `seed`.
 pub fn worker_for(config: &RunConfig, spec: &ModelSpec, seed: u64) -> Worker {
-    Worker::new(&settings_for(config, spec, seed)).expect("registered environment")
+    let settings = settings_for(config, spec, seed, AlgorithmSettings::Ppo);
+    Worker::new(&settings).expect("registered environment")
 }
 
 /// A DQN worker (ε-greedy, n-step transitions) for `config`'s environment, seeded with `seed`.
 pub fn dqn_worker_for(config: &RunConfig, spec: &ModelSpec, seed: u64) -> DqnWorker {
-    let settings = settings_for(config, spec, seed);
-    let dqn = settings.dqn.expect("set by settings_for");
+    let dqn = DqnActor {
+        epsilon: config.dqn.epsilon,
+        n_step: config.dqn.n_step,
+        gamma: config.dqn.gamma,
+    };
+    let settings = settings_for(config, spec, seed, AlgorithmSettings::Dqn(dqn));
     DqnWorker::new(&settings, dqn).expect("registered environment")
 }
 

@@ -4,7 +4,7 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
-use shoal_actor::a3c::{GradientComputer, rollout_returns};
+use shoal_actor::algo::a3c::{GradientComputer, rollout_returns};
 use shoal_actor::policy::Policy;
 use shoal_common::config::{AlgorithmKind, DeviceChoice, RunConfig};
 use shoal_common::gradient::GradientPush;
@@ -12,7 +12,7 @@ use shoal_common::model::action_rows;
 use shoal_common::normalize::Normalizer;
 use shoal_common::proto;
 use shoal_common::settings::A3cLoss;
-use shoal_learner::a3c::{A3cTrainer, optimizer};
+use shoal_learner::algo::a3c::{A3cTrainer, optimizer};
 use shoal_tests::{TestLearner, register_probe, repo_root, spawn_actor, temp_dir, worker_for};
 use tonic::Code;
 

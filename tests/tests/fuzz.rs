@@ -219,7 +219,7 @@ async fn fuzz(file: &str, rounds: usize) -> Tally {
         ..Default::default()
     }
     .to_proto(&probe.fingerprint);
-    let max_request = shoal_learner::service::max_request_bytes(&config, &spec);
+    let max_request = shoal_learner::edge::max_request_bytes(&config, &spec);
 
     for round in 0..rounds {
         // 1. Random bytes with a correct length prefix, to every rpc.

@@ -143,7 +143,7 @@ async fn a_cartpole_run_exports_metrics_plots_evaluates_and_exports_its_policy()
     let csv = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap();
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    assert_eq!(header, shoal_learner::metrics::COLUMNS);
+    assert_eq!(header, shoal_learner::telemetry::COLUMNS);
     let csv_rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(csv_rows.len(), rows.len());
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();

@@ -4,8 +4,8 @@
 
 use shoal_common::config::{DeviceChoice, RunConfig};
 use shoal_common::model::ModelSpec;
+use shoal_learner::algo::ppo::PpoTrainer;
 use shoal_learner::device;
-use shoal_learner::trainer::PpoTrainer;
 use shoal_tests::collect_batch;
 
 #[test]

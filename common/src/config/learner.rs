@@ -1,0 +1,98 @@
+//! The `[learner]` section: the learner process's settings and their ranges.
+
+use serde::{Deserialize, Serialize};
+
+use super::range::{Invalid, Range, Section};
+
+/// Where the learner trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// A real GPU through wgpu when one is found, else flex. Software adapters never win.
+    #[default]
+    Auto,
+    /// burn's pure-Rust CPU backend.
+    Flex,
+    /// burn's wgpu backend, whatever adapter it finds (including software ones).
+    Wgpu,
+}
+
+/// Learner process settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LearnerConfig {
+    /// Training device.
+    pub device: DeviceChoice,
+    /// Capacity of the queue between the gRPC handlers and the trainer thread (rollouts).
+    pub queue_capacity: usize,
+    /// Seconds between status lines (and `metrics.jsonl` rows).
+    pub status_interval_secs: f64,
+    /// How long an actor waits for a newer version after a push before it collects with the
+    /// parameters it has (milliseconds).
+    pub param_wait_ms: u32,
+    /// An actor silent this long (no call, no open stream; a dead connection is noticed by
+    /// HTTP/2 keepalive pings within this time too) is forgotten. Synchronous PPO waits at most
+    /// this long for missing actors' rollouts before it updates on the ones it has.
+    pub actor_timeout_secs: f64,
+    /// Write a checkpoint every this many seconds (0: not on time).
+    pub checkpoint_interval_secs: f64,
+    /// Write a checkpoint every this many updates (0: not on updates).
+    pub checkpoint_interval_updates: u64,
+    /// Periodic checkpoints kept (the oldest are deleted); `final` is kept besides.
+    pub keep_checkpoints: usize,
+}
+
+impl Default for LearnerConfig {
+    fn default() -> Self {
+        Self {
+            device: DeviceChoice::Auto,
+            queue_capacity: 64,
+            status_interval_secs: 2.0,
+            param_wait_ms: 2_000,
+            actor_timeout_secs: 10.0,
+            checkpoint_interval_secs: 60.0,
+            checkpoint_interval_updates: 0,
+            keep_checkpoints: 3,
+        }
+    }
+}
+
+impl LearnerConfig {
+    /// Checks every field; the queue must hold `min_queue` items (PPO: one update's rollouts).
+    pub fn validate(&self, min_queue: usize) -> Result<(), Invalid> {
+        let s = Section("learner");
+        s.count(
+            "queue_capacity",
+            self.queue_capacity as u64,
+            Range::at_least(min_queue.max(1) as f64),
+        )
+        .map_err(|e| match min_queue {
+            0 | 1 => e,
+            _ => s.invalid(
+                "queue_capacity",
+                self.queue_capacity,
+                format!("must hold at least ppo.rollouts_per_update ({min_queue})"),
+            ),
+        })?;
+        s.check(
+            "status_interval_secs",
+            self.status_interval_secs,
+            Range::POSITIVE,
+        )?;
+        s.check(
+            "actor_timeout_secs",
+            self.actor_timeout_secs,
+            Range::POSITIVE,
+        )?;
+        s.check(
+            "checkpoint_interval_secs",
+            self.checkpoint_interval_secs,
+            Range::NON_NEGATIVE,
+        )?;
+        s.count(
+            "keep_checkpoints",
+            self.keep_checkpoints as u64,
+            Range::AT_LEAST_ONE,
+        )
+    }
+}

@@ -1,0 +1,341 @@
+//! The run configuration: one TOML file per run, every field documented and defaulted, one
+//! module per section, each validating its own fields against named ranges.
+//!
+//! The learner reads it; actors receive the part they must follow at registration (and check it
+//! against the same ranges). The file the run used is saved in its run directory.
+//!
+//! # Layout
+//! - [`range`]: allowed ranges and the error that names field, value and range.
+//! - [`ppo`], [`a3c`], [`dqn`]: each algorithm's section.
+//! - [`model`], [`normalize`], [`learner`]: the network, normalisation and learner process.
+
+pub mod a3c;
+pub mod dqn;
+pub mod learner;
+pub mod model;
+pub mod normalize;
+pub mod ppo;
+pub mod range;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::env;
+
+pub use a3c::{A3cConfig, A3cOptimizer};
+pub use dqn::{DqnConfig, EpsilonSchedule};
+pub use learner::{DeviceChoice, LearnerConfig};
+pub use model::ModelConfig;
+pub use normalize::NormalizeConfig;
+pub use ppo::PpoConfig;
+pub use range::{Invalid, Range, Section};
+
+/// Errors loading or checking a run configuration.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for a run config.
+    #[error("malformed config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value is out of range or inconsistent: names the field, its value and the rule.
+    #[error("invalid config: {0}")]
+    Invalid(Invalid),
+    /// The environment id is not registered.
+    #[error(transparent)]
+    Env(#[from] env::EnvError),
+}
+
+impl From<Invalid> for ConfigError {
+    fn from(e: Invalid) -> Self {
+        ConfigError::Invalid(e)
+    }
+}
+
+/// The training algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AlgorithmKind {
+    /// Synchronous distributed PPO.
+    #[default]
+    Ppo,
+    /// Asynchronous advantage actor-critic: actors push gradients, the learner applies them as
+    /// they arrive.
+    A3c,
+    /// Distributed DQN (Ape-X): ε-greedy actors push n-step transitions into the learner's
+    /// replay buffer.
+    Dqn,
+}
+
+impl AlgorithmKind {
+    /// The name the run config uses (`algorithm = "..."`), also recorded in checkpoints.
+    pub fn name(self) -> &'static str {
+        match self {
+            AlgorithmKind::Ppo => "ppo",
+            AlgorithmKind::A3c => "a3c",
+            AlgorithmKind::Dqn => "dqn",
+        }
+    }
+}
+
+/// A whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// The one seed that drives everything: model initialisation, minibatch order, and every
+    /// actor's environments and action sampling (each actor derives its own seed from it).
+    pub seed: u64,
+    /// Gymnasium id of the environment.
+    pub env_id: String,
+    /// Training algorithm.
+    pub algorithm: AlgorithmKind,
+    /// Environments stepped together in each actor.
+    pub num_envs: usize,
+    /// Steps per environment in one rollout.
+    pub n_steps: usize,
+    /// Stop after this many environment steps (summed over actors).
+    pub total_steps: u64,
+    /// Stop when the mean return of the last 100 finished episodes reaches this.
+    pub target_return: Option<f64>,
+    /// PPO hyperparameters.
+    pub ppo: PpoConfig,
+    /// A3C hyperparameters.
+    pub a3c: A3cConfig,
+    /// DQN hyperparameters.
+    pub dqn: DqnConfig,
+    /// Network shape.
+    pub model: ModelConfig,
+    /// Observation normalisation and reward scaling.
+    pub normalize: NormalizeConfig,
+    /// Learner process settings.
+    pub learner: LearnerConfig,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            env_id: "CartPole-v1".into(),
+            algorithm: AlgorithmKind::Ppo,
+            num_envs: 4,
+            n_steps: 32,
+            total_steps: 150_000,
+            target_return: None,
+            ppo: PpoConfig::default(),
+            a3c: A3cConfig::default(),
+            dqn: DqnConfig::default(),
+            model: ModelConfig::default(),
+            normalize: NormalizeConfig::default(),
+            learner: LearnerConfig::default(),
+        }
+    }
+}
+
+impl RunConfig {
+    /// The normalisation actors apply (reward discount from `ppo.gamma`).
+    pub fn normalize_settings(&self) -> crate::normalize::NormalizeSettings {
+        crate::normalize::NormalizeSettings {
+            observations: self.normalize.observations,
+            rewards: self.normalize.rewards,
+            clip_observations: self.normalize.clip_observations as f32,
+            clip_rewards: self.normalize.clip_rewards as f32,
+            gamma: self.ppo.gamma,
+            epsilon: self.normalize.epsilon,
+        }
+    }
+
+    /// Parses TOML text (`origin` names it in errors) without checking ranges: the learner
+    /// checks the config it runs once, after command-line overrides ([`RunConfig::validate`]).
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Parses and checks TOML text.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let config = Self::parse(text, origin)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a TOML file ([`RunConfig::parse`]: not checked yet).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// The config as TOML (what the run directory keeps).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a run config always serialises")
+    }
+
+    /// Checks that the environment exists and every field of the sections the run uses: the
+    /// top level, `[model]`, `[normalize]`, `[learner]` and the chosen algorithm's section
+    /// (another algorithm's section is not read by the run).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        env::make(&self.env_id)?;
+        let top = Section("");
+        top.count("num_envs", self.num_envs as u64, Range::AT_LEAST_ONE)?;
+        top.count("n_steps", self.n_steps as u64, Range::AT_LEAST_ONE)?;
+        self.model.validate()?;
+        let mut min_queue = 1;
+        match self.algorithm {
+            AlgorithmKind::Ppo => {
+                self.ppo.validate(self.num_envs * self.n_steps)?;
+                min_queue = self.ppo.rollouts_per_update;
+            }
+            AlgorithmKind::A3c => self.a3c.validate()?,
+            AlgorithmKind::Dqn => self.dqn.validate()?,
+        }
+        self.normalize
+            .validate(self.algorithm == AlgorithmKind::Ppo)?;
+        self.learner.validate(min_queue)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_round_trip_through_toml() {
+        let config = RunConfig::default();
+        config.validate().unwrap();
+        let back = RunConfig::from_toml(&config.to_toml(), Path::new("x.toml")).unwrap();
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn partial_files_take_defaults() {
+        let c = RunConfig::from_toml("seed = 9\n[ppo]\ngamma = 0.98\n", Path::new("x")).unwrap();
+        assert_eq!(c.seed, 9);
+        assert_eq!(c.ppo.gamma, 0.98);
+        assert_eq!(c.ppo.clip_coef, 0.2);
+    }
+
+    #[test]
+    fn a3c_is_one_line_away() {
+        let c = RunConfig::from_toml("algorithm = \"a3c\"\n", Path::new("x")).unwrap();
+        assert_eq!(c.algorithm, AlgorithmKind::A3c);
+        assert_eq!(c.a3c.rmsprop_momentum, 0.0);
+        let err = RunConfig::from_toml(
+            "algorithm = \"a3c\"\n[normalize]\nobservations = true\n",
+            Path::new("x"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("normalize"), "{err}");
+    }
+
+    #[test]
+    fn malformed_and_invalid_configs_are_clear_errors() {
+        let err = RunConfig::from_toml("seed = \"one\"", Path::new("bad.toml")).unwrap_err();
+        assert!(
+            err.to_string().starts_with("malformed config bad.toml"),
+            "{err}"
+        );
+        let err = RunConfig::from_toml("sede = 1", Path::new("bad.toml")).unwrap_err();
+        assert!(err.to_string().contains("unknown field `sede`"), "{err}");
+        let err = RunConfig::from_toml("env_id = \"Nope-v0\"", Path::new("x")).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown environment id `Nope-v0`"),
+            "{err}"
+        );
+        let err = RunConfig::from_toml("num_envs = 0", Path::new("x")).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid(_)));
+    }
+
+    /// Every leaf of a TOML table as (`section.field`, value).
+    fn leaves(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value)>) {
+        for (key, value) in table {
+            let name = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match value {
+                toml::Value::Table(t) => leaves(&name, t, out),
+                v => out.push((name, v.clone())),
+            }
+        }
+    }
+
+    #[test]
+    fn the_readme_defaults_table_matches_the_defaults_in_code() {
+        // Read at run time: a target directory shared between clones may hold a path compiled
+        // in by another clone.
+        let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+        let readme = Path::new(&manifest_dir).join("../README.md");
+        let readme = std::fs::read_to_string(readme).unwrap();
+        let section = readme
+            .split("## Configuration reference")
+            .nth(1)
+            .expect("README has a configuration reference");
+        // Rows `| `field` | default | meaning |`; `none` is a field without a default.
+        let mut documented = std::collections::BTreeMap::new();
+        for line in section.lines().take_while(|l| !l.starts_with("## ")) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            if cells.len() < 4 || !cells[1].starts_with('`') {
+                continue;
+            }
+            let field = cells[1].trim_matches('`').to_string();
+            let value = match cells[2] {
+                "none" => None,
+                cell => Some(
+                    toml::from_str::<toml::Table>(&format!("v = {}", cell.replace('`', "")))
+                        .unwrap_or_else(|e| panic!("README default of {field}: {e}"))["v"]
+                        .clone(),
+                ),
+            };
+            assert!(
+                documented.insert(field.clone(), value).is_none(),
+                "{field} is documented twice"
+            );
+        }
+        let defaults: toml::Table = toml::from_str(&RunConfig::default().to_toml()).unwrap();
+        let mut in_code = Vec::new();
+        leaves("", &defaults, &mut in_code);
+        let as_f64 = |v: &toml::Value| match v {
+            toml::Value::Integer(i) => Some(*i as f64),
+            toml::Value::Float(f) => Some(*f),
+            _ => None,
+        };
+        for (field, value) in &in_code {
+            let doc = documented
+                .remove(field)
+                .unwrap_or_else(|| panic!("{field} is missing from README's configuration table"));
+            let doc = doc.unwrap_or_else(|| panic!("README says {field} has no default"));
+            let same = match (as_f64(value), as_f64(&doc)) {
+                (Some(a), Some(b)) => a == b,
+                _ => *value == doc,
+            };
+            assert!(same, "{field}: README says {doc}, the code {value}");
+        }
+        // What is left has no default in code (an optional field) or is not a field at all.
+        for (field, doc) in documented {
+            assert!(
+                doc.is_none() && field == "target_return",
+                "README documents `{field}`, which is not a config field with that default"
+            );
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Synchronous distributed PPO: every update consumes `ppo.rollouts_per_update` rollouts made
+//! with the current parameter version, by whichever actors are connected.
+//!
+//! - [`loss`]: the clipped-surrogate loss and its helpers (pure functions).
+//! - [`batch`]: rollouts → GAE advantages and value targets, flattened.
+//! - [`trainer`]: the model and optimizer; one update per batch.
+//! - [`gate`]: which rollouts of the current version arrived (shared by both sides).
+//! - [`admission`]: what the handlers do with a pushed rollout.
+//! - [`run`]: the trainer thread's side: gather, update, publish.
+
+pub mod admission;
+pub mod batch;
+pub mod gate;
+pub mod loss;
+pub mod run;
+pub mod trainer;
+
+use std::sync::Arc;
+
+use shoal_common::rollout::RolloutShape;
+
+use super::setup::{Setup, Started};
+use admission::PpoAdmission;
+use gate::SyncGate;
+use run::PpoRun;
+
+pub use batch::Batch;
+pub use trainer::{PpoTrainer, UpdateStats};
+
+/// Starts PPO for `setup`.
+pub(crate) fn start(setup: Setup) -> Started {
+    let Setup {
+        config,
+        spec,
+        initial,
+        normalization,
+        counters,
+        seed,
+        device,
+    } = setup;
+    let (queue, rx) = crossbeam_channel::bounded(config.learner.queue_capacity);
+    let gate = Arc::new(SyncGate::new(
+        counters.version,
+        config.ppo.rollouts_per_update,
+    ));
+    let admission = PpoAdmission {
+        queue,
+        gate: gate.clone(),
+        shape: RolloutShape {
+            n_steps: config.n_steps,
+            num_envs: config.num_envs,
+            obs_dim: spec.obs_dim,
+            action: spec.action,
+        },
+    };
+    Started::new(admission, rx, move || {
+        let trainer = PpoTrainer::new(&config, spec, &initial, device, seed);
+        PpoRun::new(config, trainer, gate, normalization)
+    })
+}

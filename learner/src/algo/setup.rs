@@ -1,0 +1,57 @@
+//! What an algorithm is started from (`Setup`) and what a started one hands over
+//! (`Started`): its admission for the edge, and the trainer thread's body.
+
+use std::sync::Arc;
+
+use burn::tensor::Device;
+use crossbeam_channel::Receiver;
+use shoal_common::config::RunConfig;
+use shoal_common::model::ModelSpec;
+use shoal_common::normalize::NormStats;
+
+use crate::edge::Admission;
+use crate::error::LearnerError;
+use crate::summary::RunSummary;
+use crate::telemetry::RunCounters;
+use crate::trainer::{self, Algorithm, TrainerEnv};
+
+/// What an algorithm is built from.
+pub(crate) struct Setup {
+    /// The run.
+    pub config: Arc<RunConfig>,
+    /// The network.
+    pub spec: ModelSpec,
+    /// The parameters to start from (initial, or a checkpoint's).
+    pub initial: Vec<f32>,
+    /// The normalisation statistics to start from.
+    pub normalization: NormStats,
+    /// The counters to start from.
+    pub counters: RunCounters,
+    /// Drives minibatch order and replay sampling.
+    pub seed: u64,
+    /// The training device.
+    pub device: Device,
+}
+
+/// A started algorithm: its admission for the edge, and the trainer thread's body.
+pub(crate) struct Started {
+    /// For the gRPC handlers.
+    pub admission: Arc<dyn Admission>,
+    /// Runs on the trainer thread until the run ends.
+    pub trainer: Box<dyn FnOnce(TrainerEnv) -> Result<RunSummary, LearnerError> + Send>,
+}
+
+impl Started {
+    /// `admission`, and a trainer that builds its algorithm with `build` on the trainer thread
+    /// and drives it on what `rx` receives.
+    pub(crate) fn new<A: Algorithm + 'static>(
+        admission: impl Admission,
+        rx: Receiver<A::Item>,
+        build: impl FnOnce() -> A + Send + 'static,
+    ) -> Self {
+        Self {
+            admission: Arc::new(admission),
+            trainer: Box::new(move |env| trainer::drive(build(), rx, env)),
+        }
+    }
+}

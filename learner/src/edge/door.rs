@@ -1,0 +1,206 @@
+//! The door every push goes through, whatever the algorithm: is the caller a known actor
+//! building this run's model, is its version one the learner published, is its report
+//! plausible; then the bounded queue into the trainer. Each algorithm's admission
+//! ([`super::Admission`]) calls these and decides the rest.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender, TrySendError};
+use shoal_common::codec::ParamLayout;
+use shoal_common::config::RunConfig;
+use shoal_common::model::ModelSpec;
+use shoal_common::proto;
+use shoal_common::stats::ActorStats;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+use tracing::warn;
+
+use super::error::ServiceError;
+use super::registry::ActorRegistry;
+use crate::params::{ParamStore, Snapshot};
+use crate::telemetry::edge_counters::bump;
+use crate::telemetry::{EdgeCounters, StatusBoard};
+
+/// Keeps refusal logs readable under a flood of bad requests: at most one line per
+/// [`RefusalLog::EVERY`]; each line says how many refusals went unlogged before it (all are
+/// counted in the status line either way).
+#[derive(Debug, Default)]
+pub struct RefusalLog {
+    last: Mutex<Option<Instant>>,
+    suppressed: AtomicU64,
+}
+
+impl RefusalLog {
+    /// Shortest time between two refusal lines.
+    pub const EVERY: Duration = Duration::from_millis(100);
+
+    /// `Some(refusals not logged since the last line)` when this one may be logged.
+    pub fn allow(&self) -> Option<u64> {
+        let mut last = self.last.lock().expect("refusal log lock");
+        if last.is_some_and(|t| t.elapsed() < Self::EVERY) {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        *last = Some(Instant::now());
+        Some(self.suppressed.swap(0, Ordering::Relaxed))
+    }
+}
+
+/// What every push-and-pull ack carries besides its verdict.
+#[derive(Debug)]
+pub struct PushStart {
+    /// The newest version.
+    pub current_version: u64,
+    /// The newest parameters, when newer than the pusher's.
+    pub parameters: Option<proto::Parameters>,
+    /// Set when the run is over.
+    pub finished: Option<proto::RunFinished>,
+}
+
+/// See the module docs.
+pub struct Door {
+    /// The run.
+    pub config: Arc<RunConfig>,
+    /// The network actors build.
+    pub spec: ModelSpec,
+    /// Its layout.
+    pub layout: ParamLayout,
+    /// Its fingerprint.
+    pub fingerprint: String,
+    /// Published parameters.
+    pub params: ParamStore,
+    /// The known actors.
+    pub registry: Arc<ActorRegistry>,
+    /// Refusal counters.
+    pub counters: Arc<EdgeCounters>,
+    /// Where actors' reports go.
+    pub board: Arc<StatusBoard>,
+    /// Rate limit of refusal log lines.
+    pub refusal_log: RefusalLog,
+    /// The run's cancellation.
+    pub shutdown: CancellationToken,
+}
+
+impl Door {
+    /// Counts a refusal and turns it into its status (the conversion itself is
+    /// `From<ServiceError> for Status`, the one place errors become statuses).
+    pub fn refuse(&self, e: ServiceError) -> Status {
+        if let Some(counter) = e.counter(&self.counters) {
+            bump(counter);
+        }
+        e.into()
+    }
+
+    /// A known actor building this run's model; records that it was seen.
+    pub fn check_actor(&self, actor_id: u32, fingerprint: &str) -> Result<(), ServiceError> {
+        if !self.registry.seen(actor_id) {
+            return Err(ServiceError::UnknownActor(actor_id));
+        }
+        self.layout.check_fingerprint(fingerprint)?;
+        Ok(())
+    }
+
+    /// The newest published version.
+    pub fn latest_version(&self) -> u64 {
+        self.params.latest().version
+    }
+
+    /// Refuses a version the learner never published.
+    pub fn check_version(&self, version: u64) -> Result<u64, ServiceError> {
+        let latest = self.latest_version();
+        if version > latest {
+            return Err(ServiceError::FutureVersion {
+                got: version,
+                latest,
+            });
+        }
+        Ok(latest)
+    }
+
+    /// The start of a push from an actor that does not subscribe (its ack carries parameters):
+    /// what the ack carries besides the verdict (when the run is over, the actor is recorded
+    /// as told so); versions from the future are refused; the push is recorded.
+    pub fn begin_push(&self, actor_id: u32, version: u64) -> Result<PushStart, ServiceError> {
+        let snap = self.params.latest();
+        let start = PushStart {
+            current_version: snap.version,
+            parameters: (snap.version > version).then(|| self.parameters_message(&snap)),
+            finished: snap
+                .finished
+                .clone()
+                .map(|reason| proto::RunFinished { reason }),
+        };
+        if start.finished.is_some() {
+            self.registry.told_finished(actor_id);
+            return Ok(start);
+        }
+        self.check_version(version)?;
+        self.registry.pushed(actor_id);
+        Ok(start)
+    }
+
+    /// Passes validated experience through; a malformed one is counted in `rejected` and
+    /// logged (rate-limited) as `what` from `actor_id`.
+    pub fn validated<T, E: std::fmt::Display>(
+        &self,
+        checked: Result<T, E>,
+        rejected: &AtomicU64,
+        actor_id: u32,
+        what: &str,
+    ) -> Result<T, E> {
+        checked.inspect_err(|e| {
+            bump(rejected);
+            if let Some(suppressed) = self.refusal_log.allow() {
+                warn!(actor_id, error = %e, suppressed, "{what} refused");
+            }
+        })
+    }
+
+    /// Validates the report a push carries (counted in `rejected` when implausible) and keeps
+    /// it as the actor's newest.
+    pub fn record_report(
+        &self,
+        actor_id: u32,
+        msg: Option<&proto::ActorStats>,
+        rejected: &AtomicU64,
+    ) -> Result<(), ServiceError> {
+        let report = ActorStats::from_proto(msg).inspect_err(|_| bump(rejected))?;
+        if let Some(stats) = report {
+            self.board
+                .record_report(actor_id, self.registry.name(actor_id), stats);
+        }
+        Ok(())
+    }
+
+    /// Hands validated experience to the trainer; a full queue is backpressure.
+    pub fn enqueue<T>(&self, queue: &Sender<T>, item: T) -> Result<(), ServiceError> {
+        match queue.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                bump(&self.counters.queue_full);
+                Err(ServiceError::QueueFull(
+                    queue.capacity().unwrap_or_default(),
+                ))
+            }
+            Err(TrySendError::Disconnected(_)) => Err(ServiceError::ShuttingDown),
+        }
+    }
+
+    /// A parameter version as the wire carries it.
+    pub fn parameters_message(&self, snapshot: &Snapshot) -> proto::Parameters {
+        proto::Parameters {
+            version: snapshot.version,
+            model_fingerprint: self.fingerprint.clone(),
+            data: snapshot.data.clone(),
+            normalization: Some(snapshot.normalization.to_proto()),
+        }
+    }
+
+    /// Environment steps in one push (`n_steps × num_envs`).
+    pub fn steps_per_push(&self) -> usize {
+        self.config.n_steps * self.config.num_envs
+    }
+}

@@ -1,0 +1,214 @@
+//! The actor registry: which actors the learner knows (ids, names), when each last called or
+//! pushed, their open parameter subscriptions, and which were told that the run is over.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use crate::telemetry::EdgeCounters;
+use crate::telemetry::edge_counters::bump;
+
+#[derive(Debug, Default)]
+struct Actors {
+    next_id: u32,
+    names: HashMap<u32, String>,
+    /// Open parameter subscriptions per actor.
+    subscribed: HashMap<u32, usize>,
+    /// When each pushing actor (one whose acks carry parameters) last pushed.
+    last_push: HashMap<u32, Instant>,
+    /// When each actor last called.
+    last_seen: HashMap<u32, Instant>,
+    /// Pushing actors whose ack said the run is over.
+    told_finished: HashSet<u32>,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct ActorRegistry {
+    actors: Mutex<Actors>,
+    told: tokio::sync::Notify,
+    /// `learner.actor_timeout_secs`.
+    timeout: Duration,
+}
+
+impl ActorRegistry {
+    /// A registry that hands out ids from `first_id` (above those of the run before a resume)
+    /// and forgets actors silent for `timeout`.
+    pub fn new(first_id: u32, timeout: Duration) -> Self {
+        Self {
+            actors: Mutex::new(Actors {
+                next_id: first_id.max(1),
+                ..Actors::default()
+            }),
+            told: tokio::sync::Notify::new(),
+            timeout,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Actors> {
+        self.actors.lock().expect("actors lock")
+    }
+
+    /// The actor timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Registers an actor named `name`. A reconnecting actor keeps its id (so its seed,
+    /// environments and exploration schedule carry on), also across a learner restart, unless
+    /// another actor holds it.
+    pub fn register(&self, name: &str, previous_id: Option<u32>) -> u32 {
+        let mut actors = self.lock();
+        let id = match previous_id {
+            Some(id) if id > 0 && actors.names.get(&id).is_none_or(|n| n == name) => {
+                actors.next_id = actors.next_id.max(id.saturating_add(1));
+                id
+            }
+            _ => {
+                let id = actors.next_id;
+                actors.next_id += 1;
+                id
+            }
+        };
+        actors.names.insert(id, name.to_string());
+        actors.last_seen.insert(id, Instant::now());
+        id
+    }
+
+    /// Whether `actor_id` is known; records that it was seen.
+    pub fn seen(&self, actor_id: u32) -> bool {
+        let mut actors = self.lock();
+        if !actors.names.contains_key(&actor_id) {
+            return false;
+        }
+        actors.last_seen.insert(actor_id, Instant::now());
+        true
+    }
+
+    /// The name `actor_id` registered with (empty when unknown).
+    pub fn name(&self, actor_id: u32) -> String {
+        self.lock()
+            .names
+            .get(&actor_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Records a push from an actor that does not subscribe (its acks carry parameters).
+    pub fn pushed(&self, actor_id: u32) {
+        self.lock().last_push.insert(actor_id, Instant::now());
+    }
+
+    /// Actors with an open parameter subscription, or that pushed within the actor timeout.
+    pub fn connected(&self) -> usize {
+        let actors = self.lock();
+        let recent = actors
+            .last_push
+            .iter()
+            .filter(|(id, t)| t.elapsed() < self.timeout && !actors.subscribed.contains_key(id))
+            .count();
+        actors.subscribed.len() + recent
+    }
+
+    /// The actors with an open parameter subscription.
+    pub fn subscribed(&self) -> Vec<u32> {
+        self.lock().subscribed.keys().copied().collect()
+    }
+
+    /// The next actor id to hand out (saved with checkpoints so that a resumed learner does
+    /// not reuse ids).
+    pub fn next_id(&self) -> u32 {
+        self.lock().next_id
+    }
+
+    /// Forgets actors that have no open stream and made no call for the actor timeout: they
+    /// stop counting as connected and as owing rollouts; a later call from one gets NOT_FOUND
+    /// and it registers again. Returns their ids (counted in `counters`).
+    pub fn expire_silent(&self, counters: &EdgeCounters) -> Vec<u32> {
+        let mut actors = self.lock();
+        let silent: Vec<u32> = actors
+            .last_seen
+            .iter()
+            .filter(|(id, t)| t.elapsed() >= self.timeout && !actors.subscribed.contains_key(id))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in &silent {
+            let name = actors.names.remove(id).unwrap_or_default();
+            actors.last_seen.remove(id);
+            actors.last_push.remove(id);
+            bump(&counters.actors_timed_out);
+            warn!(
+                actor_id = id,
+                name,
+                silent_secs = self.timeout.as_secs_f64(),
+                "actor timed out; forgotten"
+            );
+        }
+        silent
+    }
+
+    /// A parameter subscription of `actor_id` opened.
+    pub fn subscription_opened(&self, actor_id: u32) {
+        let mut actors = self.lock();
+        *actors.subscribed.entry(actor_id).or_default() += 1;
+        let name = actors.names.get(&actor_id).cloned().unwrap_or_default();
+        info!(
+            actor_id,
+            name,
+            connected = actors.subscribed.len(),
+            "actor connected"
+        );
+    }
+
+    /// A parameter subscription of `actor_id` closed, however it ended.
+    pub fn subscription_closed(&self, actor_id: u32) {
+        let mut actors = self.lock();
+        if let Some(n) = actors.subscribed.get_mut(&actor_id) {
+            *n -= 1;
+            if *n == 0 {
+                actors.subscribed.remove(&actor_id);
+            }
+        }
+        // The actor timeout counts from the stream's end.
+        if actors.names.contains_key(&actor_id) {
+            actors.last_seen.insert(actor_id, Instant::now());
+        }
+        info!(
+            actor_id,
+            connected = actors.subscribed.len(),
+            "actor disconnected"
+        );
+    }
+
+    /// Records that `actor_id`'s ack said the run is over.
+    pub fn told_finished(&self, actor_id: u32) {
+        self.lock().told_finished.insert(actor_id);
+        self.told.notify_one();
+    }
+
+    /// Once the run is over: waits (at most `within`) until every actor that pushed within
+    /// the actor timeout has been told so by an ack. Pushing actors do not subscribe to the
+    /// parameter stream; the ack to their next push is how they learn that the run ended, so
+    /// the server must still be up to give it.
+    pub async fn wait_until_pushers_told(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let all_told = {
+                let actors = self.lock();
+                actors
+                    .last_push
+                    .iter()
+                    .all(|(id, t)| actors.told_finished.contains(id) || t.elapsed() >= self.timeout)
+            };
+            if all_told {
+                return;
+            }
+            tokio::select! {
+                _ = self.told.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! The learner process: checks the config, opens the run directory (resuming from its newest
+//! checkpoint when asked), starts the run's algorithm, the trainer thread, the gRPC server and
+//! the optional Prometheus endpoint, and shuts them down in order when the run ends.
+//!
+//! ```text
+//! tonic handlers ──Admission──▶ bounded queue ──▶ trainer thread (Algorithm: model + optimizer)
+//!        ▲                                                 │ Publisher::publish(version, params)
+//!        └────────── ParamStore (watch of Arc<Snapshot>) ◀─┘
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_common::codec::{ParamLayout, encode_f32};
+use shoal_common::config::{ConfigError, RunConfig};
+use shoal_common::env::{self, Space};
+use shoal_common::model::{ActionHead, ModelSpec};
+use shoal_common::normalize::NormStats;
+use shoal_common::rng::{derive_seed, streams};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::algo::{self, Setup};
+use crate::checkpoint::{self, Checkpoint};
+use crate::device;
+use crate::edge::door::RefusalLog;
+use crate::edge::server::Server;
+use crate::edge::{ActorRegistry, Door};
+use crate::error::LearnerError;
+use crate::options::LearnerOptions;
+use crate::params::{ParamStore, Publisher};
+use crate::run_dir::RunDir;
+use crate::summary::RunSummary;
+use crate::telemetry::{EdgeCounters, Progress, RunCounters, StatusBoard, prometheus};
+use crate::trainer::TrainerEnv;
+
+/// The model spec a config's environment needs.
+pub fn model_spec(config: &RunConfig) -> Result<ModelSpec, LearnerError> {
+    let env = env::make(&config.env_id).map_err(ConfigError::from)?;
+    let action = match env.action_space() {
+        Space::Discrete(n) => ActionHead::Categorical(n),
+        // Sampled actions are clipped to the bounds before they reach the environment.
+        Space::Box { low, high } if low.iter().chain(&high).all(|b| b.is_finite()) => {
+            ActionHead::Gaussian(low.len())
+        }
+        other => {
+            return Err(LearnerError::Unsupported {
+                env_id: config.env_id.clone(),
+                what: format!("action space {other} (unbounded)"),
+            });
+        }
+    };
+    Ok(ModelSpec {
+        obs_dim: env.observation_space().flat_dim(),
+        action,
+        hidden: config.model.hidden.clone(),
+        activation: config.model.activation,
+    })
+}
+
+/// How long the learner keeps serving after the run ended so that pushing actors (A3C, DQN),
+/// which learn of the end from their next ack, are told.
+const TELL_PUSHERS: Duration = Duration::from_secs(1);
+/// How long the server may take to close its connections at the end.
+const SERVER_DRAIN: Duration = Duration::from_secs(2);
+
+/// The run directory, and the checkpoint to resume from when `resume` asks for one.
+fn open_run_dir(
+    config: &RunConfig,
+    path: &Path,
+    resume: bool,
+    layout: &ParamLayout,
+) -> Result<(RunDir, Option<Checkpoint>), LearnerError> {
+    if !resume {
+        return Ok((RunDir::create(path, config)?, None));
+    }
+    let dir = RunDir::open(path)?;
+    let restored = checkpoint::newest_dir(path)?
+        .map(|c| checkpoint::load(&c, config.algorithm, layout))
+        .transpose()?;
+    match &restored {
+        Some(c) => info!(
+            checkpoint = %c.dir.display(),
+            env_steps = c.counters.env_steps,
+            updates = c.counters.updates,
+            version = c.counters.version,
+            "resuming from checkpoint"
+        ),
+        None => warn!(
+            run_dir = %path.display(),
+            "--resume: the run has no checkpoint yet; starting it afresh"
+        ),
+    }
+    Ok((dir, restored))
+}
+
+/// A learner that has started: the trainer thread, the gRPC server and the optional
+/// Prometheus endpoint run until the run ends or its shutdown token is cancelled.
+pub struct RunningLearner {
+    trainer: std::thread::JoinHandle<Result<RunSummary, LearnerError>>,
+    done: tokio::sync::oneshot::Receiver<()>,
+    server: Server,
+    metrics_server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    registry: Arc<ActorRegistry>,
+    shutdown: CancellationToken,
+}
+
+/// Runs a learner on `listener` until the run ends (target return or step budget) or
+/// `shutdown` is cancelled: [`start`], then [`RunningLearner::wait`].
+pub async fn run(
+    options: LearnerOptions,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<RunSummary, LearnerError> {
+    start(options, listener, shutdown).await?.wait().await
+}
+
+/// Checks the config (the one place a run's config is checked), opens the run directory (with
+/// `options.resume`, resuming from its newest checkpoint), and starts the trainer thread, the
+/// gRPC server on `listener` and the optional Prometheus endpoint. Writes periodic checkpoints
+/// and a final one.
+pub async fn start(
+    options: LearnerOptions,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<RunningLearner, LearnerError> {
+    let LearnerOptions {
+        config,
+        run_dir,
+        resume,
+        token,
+        tls,
+        metrics_listen,
+        on_status,
+    } = options;
+    config.validate()?;
+    let config = Arc::new(config);
+    let spec = model_spec(&config)?;
+    let layout = spec.layout();
+    let selected = device::select(config.learner.device)?;
+    info!(device = %selected.description, "training device chosen");
+    let (dir, restored) = open_run_dir(&config, &run_dir, resume, &layout)?;
+    let counters = restored
+        .as_ref()
+        .map_or_else(RunCounters::default, |c| c.counters.clone());
+    let initial = match &restored {
+        Some(c) => c.params.clone(),
+        None => spec.init_params(derive_seed(config.seed, streams::MODEL_INIT)),
+    };
+    let normalization = restored
+        .as_ref()
+        .map_or_else(|| NormStats::new(spec.obs_dim), |c| c.normalization.clone());
+    let store = ParamStore::new(
+        encode_f32(&initial),
+        normalization.clone(),
+        counters.version,
+    );
+    // A resumed run does not replay the minibatch and replay-sampling order it had.
+    let seed = derive_seed(config.seed, streams::LEARNER);
+    let seed = match &restored {
+        Some(_) => derive_seed(seed, counters.updates),
+        None => seed,
+    };
+    let metrics_listener = match metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| LearnerError::MetricsListen { addr, source })?,
+        ),
+        None => None,
+    };
+    let timeout = Duration::from_secs_f64(config.learner.actor_timeout_secs);
+    let registry = Arc::new(ActorRegistry::new(counters.next_actor_id, timeout));
+    let edge_counters = Arc::new(EdgeCounters::default());
+    let board = Arc::new(StatusBoard::default());
+    let started = algo::start(Setup {
+        config: config.clone(),
+        spec: spec.clone(),
+        initial,
+        normalization,
+        counters: counters.clone(),
+        seed,
+        device: selected.device,
+    });
+    let door = Arc::new(Door {
+        config: config.clone(),
+        fingerprint: layout.fingerprint(),
+        layout: layout.clone(),
+        spec,
+        params: store.clone(),
+        registry: registry.clone(),
+        counters: edge_counters.clone(),
+        board: board.clone(),
+        refusal_log: RefusalLog::default(),
+        shutdown: shutdown.clone(),
+    });
+    let metrics_server = metrics_listener.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            info!(url = %format!("http://{addr}/metrics"), "Prometheus metrics served");
+        }
+        tokio::spawn(prometheus::serve(
+            listener,
+            board.clone(),
+            edge_counters.clone(),
+            token.clone(),
+            shutdown.clone(),
+        ))
+    });
+    info!(
+        listen = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        run_dir = %run_dir.display(),
+        env_id = config.env_id,
+        algorithm = config.algorithm.name(),
+        params = layout.num_floats(),
+        fingerprint = door.fingerprint,
+        authentication = token.is_some(),
+        tls = tls.is_some(),
+        "learner ready"
+    );
+
+    let publisher = Publisher::new(store);
+    let env = TrainerEnv {
+        config,
+        layout,
+        publisher: publisher.clone(),
+        registry: registry.clone(),
+        counters: edge_counters,
+        board,
+        run_dir: dir,
+        progress: Progress::new(counters),
+        restore: restored,
+        shutdown: shutdown.clone(),
+        on_status,
+    };
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let trainer_body = started.trainer;
+    let trainer = std::thread::Builder::new()
+        .name("trainer".into())
+        .spawn(move || {
+            // Whatever happens to this thread (even a panic), actors are told the run is over.
+            let _finish = FinishOnDrop(publisher);
+            let result = trainer_body(env);
+            let _ = done_tx.send(());
+            result
+        })
+        .expect("spawn trainer thread");
+    let server = Server::start(
+        door,
+        started.admission,
+        listener,
+        token,
+        tls.as_ref(),
+        shutdown.clone(),
+    )
+    .await?;
+    Ok(RunningLearner {
+        trainer,
+        done,
+        server,
+        metrics_server,
+        registry,
+        shutdown,
+    })
+}
+
+impl RunningLearner {
+    /// Waits for the run to end, then stops the server (after telling pushing actors) and the
+    /// Prometheus endpoint; returns the run's summary.
+    pub async fn wait(self) -> Result<RunSummary, LearnerError> {
+        let Self {
+            trainer,
+            done,
+            mut server,
+            metrics_server,
+            registry,
+            shutdown,
+        } = self;
+        // The trainer ends the run (or notices the cancellation); then the server stops. A
+        // server that fails first cancels the run, and the trainer stops at its next check.
+        let mut server_result = None;
+        tokio::select! {
+            _ = done => {
+                // Pushing actors (A3C, DQN) learn that the run ended from the ack to their
+                // next push.
+                tokio::select! {
+                    _ = registry.wait_until_pushers_told(TELL_PUSHERS) => {}
+                    result = &mut server.handle => server_result = Some(result),
+                }
+            }
+            result = &mut server.handle => server_result = Some(result),
+        }
+        server.not_serving().await;
+        shutdown.cancel();
+        let summary = tokio::task::spawn_blocking(move || trainer.join())
+            .await
+            .expect("join the trainer thread")
+            .map_err(|p| LearnerError::TrainerPanic(format!("{p:?}")))??;
+        let server_result = match server_result {
+            Some(result) => Ok(result),
+            None => tokio::time::timeout(SERVER_DRAIN, &mut server.handle).await,
+        };
+        match server_result {
+            Ok(Ok(result)) => result?,
+            Ok(Err(join)) => warn!(error = %join, "server task failed"),
+            Err(_) => {
+                // Streams and connections still open are closed by dropping the server.
+                server.handle.abort();
+                warn!("connections still open after {SERVER_DRAIN:?}; closed");
+            }
+        }
+        if let Some(mut metrics) = metrics_server
+            && tokio::time::timeout(SERVER_DRAIN, &mut metrics)
+                .await
+                .is_err()
+        {
+            metrics.abort();
+        }
+        Ok(summary)
+    }
+}
+
+/// Marks the run finished when dropped, unless the trainer already did.
+struct FinishOnDrop(Publisher);
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        if !self.0.finished() {
+            self.0.finish("the learner stopped unexpectedly".into());
+        }
+    }
+}
