@@ -93,7 +93,9 @@ pub async fn train(
         learner.on_status = Some(shoal_learner::StatusHook(std::sync::Arc::new(move |row| {
             bar.pb_set_message(&progress_line(row, total, target));
         })));
-        span.entered()
+        // Shown without entering the span, so that log lines carry no span prefix.
+        span.pb_start();
+        span
     });
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -106,7 +108,7 @@ pub async fn train(
         source,
     })?;
     // The config is checked as the learner starts: nothing is spawned for a run that cannot be.
-    let running = shoal_learner::start(learner, listener, shutdown).await?;
+    let running = shoal_learner::start(learner, listener, shutdown.clone()).await?;
     let url = format!("http://{addr}");
     info!(learner = url, actors = options.actors, "starting actors");
     let mut children = Vec::with_capacity(options.actors);
@@ -118,12 +120,20 @@ pub async fn train(
             .env_remove(shoal_common::security::TOKEN_FILE_ENV)
             .stdin(Stdio::null())
             .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| TrainError::Spawn {
-                exe: options.actor_exe.clone(),
-                source,
-            })?;
-        children.push(child);
+            .spawn();
+        match child {
+            Ok(child) => children.push(child),
+            Err(source) => {
+                // The learner has started: end its run (final checkpoint) before giving up.
+                shutdown.cancel();
+                let _ = running.wait().await;
+                stop_actors(children).await;
+                return Err(TrainError::Spawn {
+                    exe: options.actor_exe.clone(),
+                    source,
+                });
+            }
+        }
     }
     let result = running.wait().await;
     drop(progress);

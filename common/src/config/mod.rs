@@ -188,7 +188,8 @@ impl RunConfig {
     }
 
     /// Checks that the environment exists and every field of the sections the run uses: the
-    /// top level, `[model]`, `[normalize]`, `[learner]` and the chosen algorithm's section
+    /// top level, `[model]`, `[normalize]` (with `ppo.gamma`, the discount reward scaling uses,
+    /// which every run sends its actors), `[learner]` and the chosen algorithm's section
     /// (another algorithm's section is not read by the run).
     pub fn validate(&self) -> Result<(), ConfigError> {
         env::make(&self.env_id)?;
@@ -206,7 +207,7 @@ impl RunConfig {
             AlgorithmKind::Dqn => self.dqn.validate()?,
         }
         self.normalize
-            .validate(self.algorithm == AlgorithmKind::Ppo)?;
+            .validate(self.algorithm == AlgorithmKind::Ppo, self.ppo.gamma)?;
         self.learner.validate(min_queue)?;
         Ok(())
     }
@@ -261,6 +262,25 @@ mod tests {
         );
         let err = RunConfig::from_toml("num_envs = 0", Path::new("x")).unwrap_err();
         assert!(matches!(err, ConfigError::Invalid(_)));
+    }
+
+    #[test]
+    fn errors_name_the_field_its_value_and_the_range_and_only_used_sections_are_checked() {
+        let err = RunConfig::from_toml("[ppo]\nclip_coef = -1\n", Path::new("x")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid config: ppo.clip_coef = -1: must be in (0, 1]"
+        );
+        // A DQN run does not read [ppo]'s update settings...
+        RunConfig::from_toml(
+            "algorithm = \"dqn\"\n[ppo]\nclip_coef = -1\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        // ...but its actors get ppo.gamma as reward scaling's discount, so it is checked.
+        let err = RunConfig::from_toml("algorithm = \"dqn\"\n[ppo]\ngamma = 1.5\n", Path::new("x"))
+            .unwrap_err();
+        assert!(err.to_string().contains("ppo.gamma = 1.5"), "{err}");
     }
 
     /// Every leaf of a TOML table as (`section.field`, value).

@@ -37,8 +37,11 @@ impl Default for NormalizeConfig {
 }
 
 impl NormalizeConfig {
-    /// Checks every field; `supported` says whether the run's algorithm normalises at all.
-    pub fn validate(&self, supported: bool) -> Result<(), Invalid> {
+    /// Checks every field; `supported` says whether the run's algorithm normalises at all;
+    /// `gamma` is the discount of the running return rewards are scaled by (`ppo.gamma`, sent to
+    /// every run's actors, so checked whatever the algorithm).
+    pub fn validate(&self, supported: bool, gamma: f64) -> Result<(), Invalid> {
+        Section("ppo").check("gamma", gamma, super::ppo::GAMMA)?;
         let s = Section("normalize");
         if !supported {
             for (name, on) in [

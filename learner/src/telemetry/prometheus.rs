@@ -73,7 +73,8 @@ fn metric_type(kind: Kind) -> Option<MetricType> {
     }
 }
 
-/// Encodes one sample, if `cell` holds a finite number.
+/// Encodes one sample, if `cell` holds a finite number. Whole numbers are written without a
+/// decimal point, as the exposition always wrote them (`50`, not `50.0`).
 fn encode_value(
     encoder: prometheus_client::encoding::MetricEncoder,
     kind: Kind,
@@ -82,6 +83,9 @@ fn encode_value(
     match (kind, cell) {
         (Kind::Counter, Cell::Count(n)) => ConstCounter::new(n).encode(encoder),
         (Kind::Gauge, Cell::Count(n)) => ConstGauge::new(n).encode(encoder),
+        (_, Cell::Number(x)) if x.fract() == 0.0 && x.abs() < 9.0e15 => {
+            ConstGauge::new(x as i64).encode(encoder)
+        }
         (_, Cell::Number(x)) if x.is_finite() => ConstGauge::new(x).encode(encoder),
         _ => Ok(()),
     }
@@ -200,7 +204,7 @@ mod tests {
         assert!(text.contains("# TYPE shoal_env_steps_total counter\nshoal_env_steps_total 100\n"));
         assert!(text.contains("# TYPE shoal_sps gauge\nshoal_sps 12.5\n"));
         assert!(!text.contains("shoal_entropy"));
-        assert!(text.contains("shoal_actor_sps{actor=\"host-\\\"1\\\"\",actor_id=\"3\"} 50.0\n"));
+        assert!(text.contains("shoal_actor_sps{actor=\"host-\\\"1\\\"\",actor_id=\"3\"} 50\n"));
         assert!(
             text.contains(
                 "shoal_actor_reconnects_total{actor=\"host-\\\"1\\\"\",actor_id=\"3\"} 1\n"

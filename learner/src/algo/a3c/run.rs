@@ -21,7 +21,7 @@ use crate::trainer::{Algorithm, Cx, Stop};
 const MAX_BURST: usize = 32;
 
 /// Sums of the applied gradients' statistics over one status interval.
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 struct IntervalStats {
     n: f64,
     policy_loss: f64,
@@ -36,6 +36,9 @@ pub(crate) struct A3cRun {
     config: Arc<RunConfig>,
     staleness: Arc<StalenessBound>,
     stats: IntervalStats,
+    /// The newest interval's statistics that had an applied gradient: an interval without one
+    /// (all stale, or none arrived) shows these.
+    last_stats: IntervalStats,
     /// Gradients applied and dropped as stale when the current status interval began.
     interval_start: (u64, u64),
     /// Shipped unchanged with every version (A3C runs do not normalise: config validation
@@ -57,6 +60,7 @@ impl A3cRun {
             interval_start: (counters.gradients_applied, staleness.dropped()),
             staleness,
             stats: IntervalStats::default(),
+            last_stats: IntervalStats::default(),
             normalization,
         }
     }
@@ -102,7 +106,11 @@ impl Algorithm for A3cRun {
     }
 
     fn status(&mut self, row: &mut StatusRow, counters: &RunCounters, interval_secs: f64) {
-        let s = std::mem::take(&mut self.stats);
+        let interval = std::mem::take(&mut self.stats);
+        if interval.n > 0.0 {
+            self.last_stats = interval;
+        }
+        let s = self.last_stats;
         if s.n > 0.0 {
             row.policy_loss = Some(s.policy_loss / s.n);
             row.value_loss = Some(s.value_loss / s.n);
