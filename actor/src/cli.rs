@@ -20,6 +20,10 @@ pub struct ActorArgs {
     /// Longest delay between reconnect attempts, in seconds.
     #[arg(long, default_value_t = 2.0)]
     pub max_backoff_secs: f64,
+    /// Give up (exit with an error) when the learner has been unreachable this many seconds
+    /// (default: keep retrying, as an actor under an orchestrator should).
+    #[arg(long, value_name = "SECS", env = "SHOAL_GIVE_UP_AFTER")]
+    pub give_up_after_secs: Option<f64>,
     /// File holding the run's shared token (else `SHOAL_TOKEN_FILE`, else `SHOAL_TOKEN`).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
@@ -51,6 +55,10 @@ impl ActorArgs {
                 .map(|p| read_pem("TLS CA certificate", p))
                 .transpose()?,
             tls_domain: self.tls_domain.clone(),
+            give_up_after: self
+                .give_up_after_secs
+                .filter(|s| s.is_finite())
+                .map(|s| Duration::from_secs_f64(s.clamp(0.0, 1e9))),
             ..ActorOptions::new(self.learner.clone(), name)
         })
     }

@@ -58,6 +58,7 @@ pub fn secure_endpoint(
 /// The transport settings an actor connects with: NODELAY, large HTTP/2 windows and frames
 /// (a parameter version or a gradient crosses in one frame), keepalive.
 pub fn endpoint(learner: &str) -> Result<Endpoint, ActorError> {
+    check_url(learner)?;
     Ok(Endpoint::from_shared(learner.to_string())
         .map_err(|e| ActorError::Address {
             address: learner.to_string(),
@@ -73,6 +74,31 @@ pub fn endpoint(learner: &str) -> Result<Endpoint, ActorError> {
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true))
+}
+
+/// A learner URL that can never work is a mistake to report at once, not to retry: it needs
+/// the scheme `http` or `https` and a host.
+fn check_url(learner: &str) -> Result<(), ActorError> {
+    let bad = |message: String| ActorError::Address {
+        address: learner.to_string(),
+        message,
+    };
+    let uri: tonic::codegen::http::Uri = learner
+        .parse()
+        .map_err(|e| bad(format!("not a URL ({e}); expected e.g. http://HOST:PORT")))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(other) => return Err(bad(format!("unknown scheme `{other}` (http or https)"))),
+        None => {
+            return Err(bad(format!(
+                "the scheme is missing: did you mean http://{learner} (https:// with TLS)?"
+            )));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad("no host: expected e.g. http://HOST:PORT".into()));
+    }
+    Ok(())
 }
 
 /// The runtime an actor process runs on: its async work is a handful of small RPCs, and one

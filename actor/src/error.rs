@@ -30,6 +30,16 @@ pub enum ActorError {
     /// Normalisation statistics from the learner are unusable.
     #[error("learner sent unusable parameters: {0}")]
     NormStats(#[from] NormStatsError),
+    /// The learner stayed unreachable for longer than the actor was told to wait.
+    #[error("learner {learner} unreachable for {secs:.0} s; giving up: {last_error}")]
+    GaveUp {
+        /// The learner's URL.
+        learner: String,
+        /// Seconds it was unreachable.
+        secs: f64,
+        /// The last attempt's error.
+        last_error: String,
+    },
     /// The learner refused this actor for good.
     #[error("learner refused the actor: {0}")]
     Refused(String),

@@ -19,7 +19,9 @@ pub enum Health {
     Serving,
     /// The service answers with another status (not serving, unknown service, ...).
     NotServing(String),
-    /// No answer: the learner is unreachable or refused the call (e.g. a wrong token).
+    /// The learner answered but refused the call (a missing or wrong token, a bad certificate).
+    Refused(String),
+    /// No answer: nothing listens there, or the connection failed.
     Unreachable(String),
 }
 
@@ -46,6 +48,11 @@ pub async fn check(
             .await
             .map_err(|s| match s.code() {
                 Code::NotFound => Health::NotServing(format!("unknown service `{service}`")),
+                Code::Unauthenticated | Code::PermissionDenied => Health::Refused(format!(
+                    "refused the credentials: {} (pass the run's token: --token-file, \
+                     SHOAL_TOKEN_FILE or SHOAL_TOKEN)",
+                    s.message()
+                )),
                 _ => Health::Unreachable(format!("{:?}: {}", s.code(), s.message())),
             })?;
         Ok::<_, Health>(reply.into_inner().status())

@@ -34,6 +34,9 @@ pub struct ActorOptions {
     pub tls_ca: Option<Vec<u8>>,
     /// TLS: the name the learner's certificate must carry (default: the URL's host).
     pub tls_domain: Option<String>,
+    /// Stop with an error when the learner has been unreachable this long (`None`: retry for
+    /// ever, what an actor under an orchestrator wants).
+    pub give_up_after: Option<Duration>,
 }
 
 impl ActorOptions {
@@ -46,6 +49,7 @@ impl ActorOptions {
             token: None,
             tls_ca: None,
             tls_domain: None,
+            give_up_after: None,
         }
     }
 }
@@ -96,11 +100,22 @@ pub async fn run(
     let mut summary = ActorSummary::default();
     let mut kept: Option<(ActorSettings, Box<dyn ActorAlgorithm>)> = None;
     let mut actor_id = None;
+    let mut unreachable_since = None;
     loop {
         let (mut client, settings) = match register(&endpoint, &options, actor_id).await {
             Ok(ok) => ok,
             Err(SessionError::Fatal(e)) => return Err(e),
             Err(SessionError::Lost(status)) => {
+                let since = *unreachable_since.get_or_insert_with(std::time::Instant::now);
+                if let Some(limit) = options.give_up_after
+                    && since.elapsed() >= limit
+                {
+                    return Err(ActorError::GaveUp {
+                        learner: options.learner.clone(),
+                        secs: since.elapsed().as_secs_f64(),
+                        last_error: status.message().to_string(),
+                    });
+                }
                 let delay = backoff.next_delay();
                 warn!(
                     learner = options.learner,
@@ -164,6 +179,7 @@ pub async fn run(
             Ok(SessionEnd::Cancelled) => return Ok(summary),
             Err(SessionError::Fatal(e)) => return Err(e),
             Err(SessionError::Lost(status)) => {
+                unreachable_since = Some(std::time::Instant::now());
                 warn!(
                     learner = options.learner,
                     error = status.message(),

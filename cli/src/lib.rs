@@ -1,10 +1,11 @@
 //! The `shoal` command's library: `shoal train` (a learner plus N actor processes on loopback),
 //! `shoal envs`, and the tools for results: [`plot`] (learning curves as PNG) and [`policy`]
-//! (`shoal eval`, `shoal export`). The binary only parses arguments, sets up tracing and calls
+//! (`shoal eval`, `shoal export`), [`runs`] (`shoal runs`). The binary only parses arguments, sets up tracing and calls
 //! these.
 
 pub mod plot;
 pub mod policy;
+pub mod runs;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use shoal_common::logging::LogFormat;
 use shoal_common::security::{TOKEN_ENV, Token};
 use shoal_learner::cli::LearnerArgs;
 use shoal_learner::telemetry::StatusRow;
+use shoal_learner::telemetry::log::count;
 use shoal_learner::{LearnerError, RunSummary};
 use tracing_indicatif::span_ext::IndicatifSpanExt;
 use tracing_indicatif::style::ProgressStyle;
@@ -42,6 +44,13 @@ pub enum TrainError {
     /// No token could be drawn for the run.
     #[error("cannot draw a random token: {0}")]
     Token(std::io::Error),
+    /// `--actors 0`: nothing would train.
+    #[error(
+        "shoal train needs at least one actor (--actors N). To run actors on other machines, \
+         start `shoal learner` here and `shoal actor --learner http://HOST:PORT` there (README: \
+         running across machines)"
+    )]
+    NoActors,
     /// An actor process could not be started.
     #[error("cannot start actor process {exe}: {source}")]
     Spawn {
@@ -69,6 +78,33 @@ pub struct TrainOptions {
     pub progress: bool,
 }
 
+/// One [`TrainOptions`] per seed of `seeds` (none: `options` as given). Each seed's run gets
+/// its own directory: `DIR/s<seed>` under `--run-dir DIR`, `runs/NAME-s<seed>` with `--name`,
+/// else the default name (which carries the seed).
+pub fn per_seed(options: TrainOptions, seeds: &[u64]) -> Vec<TrainOptions> {
+    if seeds.is_empty() {
+        return vec![options];
+    }
+    seeds
+        .iter()
+        .map(|&seed| {
+            let mut o = options.clone();
+            o.learner.seed = Some(seed);
+            o.learner.run_dir = options
+                .learner
+                .run_dir
+                .as_ref()
+                .map(|dir| dir.join(format!("s{seed}")));
+            o.learner.name = options
+                .learner
+                .name
+                .as_ref()
+                .map(|name| format!("{name}-s{seed}"));
+            o
+        })
+        .collect()
+}
+
 /// Starts a learner in this process and `actors` actor processes connected to it over
 /// loopback; returns when the run ends. Actor processes are stopped in every case. The run's
 /// token is `SHOAL_TOKEN` when set, else a fresh random one handed to the actors.
@@ -76,6 +112,9 @@ pub async fn train(
     options: TrainOptions,
     shutdown: CancellationToken,
 ) -> Result<RunSummary, TrainError> {
+    if options.actors == 0 {
+        return Err(TrainError::NoActors);
+    }
     let mut learner = options.learner.resolve()?;
     let token = match Token::from_file_or_env(None).map_err(LearnerError::from)? {
         Some(token) => token,
@@ -83,14 +122,22 @@ pub async fn train(
     };
     learner.token = Some(token.clone());
     // The progress display lives as long as this span; without a terminal it draws nothing.
+    // The bar takes the width the terminal leaves (never wrapping at 80 columns), and the
+    // elapsed time ticks between status rows.
     let progress = options.progress.then(|| {
         let total = learner.config.total_steps;
         let target = learner.config.target_return;
         let span = tracing::info_span!("train", indicatif.pb_show = tracing::field::Empty);
-        span.pb_set_style(&ProgressStyle::with_template("{msg}").expect("a valid template"));
+        span.pb_set_style(
+            &ProgressStyle::with_template("{elapsed:>4} [{wide_bar}] {percent:>3}% {msg}")
+                .expect("a valid template")
+                .progress_chars("#>-"),
+        );
+        span.pb_set_length(total);
         span.pb_set_message(&progress_line(&StatusRow::default(), total, target));
         let bar = span.clone();
         learner.on_status = Some(shoal_learner::StatusHook(std::sync::Arc::new(move |row| {
+            bar.pb_set_position(row.env_steps.unwrap_or(0).min(total));
             bar.pb_set_message(&progress_line(row, total, target));
         })));
         // Shown without entering the span, so that log lines carry no span prefix.
@@ -119,10 +166,27 @@ pub async fn train(
             .env(TOKEN_ENV, token.expose())
             .env_remove(shoal_common::security::TOKEN_FILE_ENV)
             .stdin(Stdio::null())
+            // Under the progress display, actors say only what needs attention (unless
+            // RUST_LOG says otherwise): the learner already logs their arrival and departure.
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG")
+                    .unwrap_or_else(|_| if options.progress { "warn" } else { "info" }.into()),
+            )
+            .stderr(if options.progress {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .kill_on_drop(true)
             .spawn();
         match child {
-            Ok(child) => children.push(child),
+            Ok(mut child) => {
+                if let Some(stderr) = child.stderr.take() {
+                    tokio::spawn(forward_lines(stderr));
+                }
+                children.push(child)
+            }
             Err(source) => {
                 // The learner has started: end its run (final checkpoint) before giving up.
                 shutdown.cancel();
@@ -148,6 +212,16 @@ pub async fn train(
     Ok(summary)
 }
 
+/// Copies an actor's log lines to this process's stderr above the progress display (written
+/// straight to the terminal, they would land in the middle of the bar and leave copies of it).
+async fn forward_lines(stderr: tokio::process::ChildStderr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing_indicatif::suspend_tracing_indicatif(|| eprintln!("{line}"));
+    }
+}
+
 /// Actors leave by themselves when told the run is over; any that do not within a few seconds
 /// are killed.
 async fn stop_actors(children: Vec<Child>) {
@@ -163,14 +237,11 @@ async fn stop_actors(children: Vec<Child>) {
     }
 }
 
-/// The progress line of `shoal train`: a bar of env steps out of `total`, the return (and the
-/// target), throughput and the time left at the current speed.
+/// The text beside `shoal train`'s progress bar: env steps out of `total`, the return (and the
+/// target), throughput and the time left at the current speed; short enough that bar and text
+/// fit in 80 columns.
 pub fn progress_line(row: &StatusRow, total: u64, target: Option<f64>) -> String {
     let steps = row.env_steps.unwrap_or(0) as f64;
-    let frac = (steps / total.max(1) as f64).clamp(0.0, 1.0);
-    const WIDTH: usize = 24;
-    let filled = (frac * WIDTH as f64).round() as usize;
-    let bar: String = "#".repeat(filled) + &"-".repeat(WIDTH - filled);
     let sps = row.sps.unwrap_or(0.0);
     let eta = if sps > 0.0 {
         format!("{:.0}s", (total as f64 - steps).max(0.0) / sps)
@@ -183,8 +254,10 @@ pub fn progress_line(row: &StatusRow, total: u64, target: Option<f64>) -> String
         .map_or("-".into(), |r| format!("{r:.1}"));
     let target = target.map_or(String::new(), |t| format!("/{t}"));
     format!(
-        "[{bar}] {:>3.0}% {steps:.0}/{total} steps | return {ret}{target} | {sps:.0} steps/s | ETA {eta}",
-        100.0 * frac
+        "{}/{} | ret {ret}{target} | {}/s | ETA {eta}",
+        count(steps),
+        count(total as f64),
+        count(sps)
     )
 }
 
@@ -207,20 +280,57 @@ pub fn envs_table() -> String {
     out
 }
 
-/// A one-line human summary of a finished run.
+/// A one-line human summary of a finished run. A run judged on greedy evaluation (DQN) shows
+/// that evaluation's return, the measure it was solved on.
 pub fn summary_line(s: &RunSummary) -> String {
+    let n_a = || "n/a".to_string();
+    let returns = match s.eval_return_mean {
+        Some(eval) => format!(
+            "greedy evaluation return {eval:.1}, training mean return (last 100) {}",
+            s.return_mean_100.map_or_else(n_a, |r| format!("{r:.1}"))
+        ),
+        None => format!(
+            "mean return (last 100) {}",
+            s.return_mean_100.map_or_else(n_a, |r| format!("{r:.1}"))
+        ),
+    };
     format!(
-        "{}: {} env steps, {} updates, {} episodes, mean return (last 100) {}, {:.2} s; run directory {}",
+        "{}: {} env steps, {} updates, {} episodes, {returns}, {:.2} s; run directory {}",
         if s.solved { "solved" } else { "stopped" },
         s.env_steps,
         s.updates,
         s.episodes,
-        s.return_mean_100
-            .map(|r| format!("{r:.1}"))
-            .unwrap_or_else(|| "n/a".into()),
         s.wall_secs,
         s.run_dir.display()
     )
+}
+
+/// What to do with a finished run: the commands that look at it.
+pub fn next_steps(s: &RunSummary) -> String {
+    let dir = s.run_dir.display();
+    let mut text = format!(
+        "  evaluate:    shoal eval {dir}\n  plot:        shoal plot {dir}\n  tensorboard: tensorboard --logdir {dir}\n"
+    );
+    if !s.solved {
+        text.push_str(&format!("  continue:    shoal train --resume {dir}\n"));
+    }
+    text
+}
+
+/// An error and its causes on one line, each cause once: wrapping layers often repeat their
+/// inner error's message, which is then not printed again.
+pub fn error_report(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -228,7 +338,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn progress_line_shows_bar_return_speed_and_eta() {
+    fn progress_line_shows_return_speed_and_eta_in_little_space() {
         let row = StatusRow {
             env_steps: Some(50_000),
             sps: Some(10_000.0),
@@ -236,14 +346,44 @@ mod tests {
             ..StatusRow::default()
         };
         let line = progress_line(&row, 100_000, Some(475.0));
-        assert_eq!(
-            line,
-            "[############------------]  50% 50000/100000 steps | return 212.3/475 | 10000 steps/s | ETA 5s"
-        );
+        assert_eq!(line, "50.0k/100.0k | ret 212.3/475 | 10.0k/s | ETA 5s");
+        // Elapsed time (4), brackets and percentage (9) and a bar of 10 still fit in 80 columns.
+        assert!(line.len() + 4 + 9 + 10 <= 80, "{}", line.len());
         let line = progress_line(&StatusRow::default(), 10, None);
+        assert_eq!(line, "0/10 | ret - | 0/s | ETA ?");
+    }
+
+    #[test]
+    fn a_run_solved_on_greedy_evaluation_says_so() {
+        let summary = RunSummary {
+            reason: "solved".into(),
+            solved: true,
+            counters: shoal_learner::telemetry::RunCounters {
+                eval_return_mean: Some(500.0),
+                ..Default::default()
+            },
+            return_mean_100: Some(10.5),
+            wall_secs: 1.0,
+            update_secs: 0.5,
+            run_dir: "runs/x".into(),
+        };
+        let line = summary_line(&summary);
         assert!(
-            line.contains("return - |") && line.ends_with("ETA ?"),
+            line.contains("greedy evaluation return 500.0, training mean return (last 100) 10.5"),
             "{line}"
+        );
+        assert!(next_steps(&summary).contains("shoal eval runs/x"));
+    }
+
+    #[test]
+    fn error_report_prints_each_cause_once() {
+        #[derive(Debug, Error)]
+        #[error("cannot listen on 127.0.0.1:1: {0}")]
+        struct Outer(#[source] std::io::Error);
+        let inner = std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
+        assert_eq!(
+            error_report(&Outer(inner)),
+            "cannot listen on 127.0.0.1:1: Address already in use"
         );
     }
 

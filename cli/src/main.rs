@@ -9,6 +9,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use shoal::policy::{EvalReport, LoadedPolicy};
 use shoal_actor::cli::ActorArgs;
@@ -34,10 +35,8 @@ struct Cli {
 enum Cmd {
     /// Train on this machine: a learner plus N actor processes on loopback.
     Train {
-        /// Run config (TOML), e.g. configs/cartpole-ppo.toml (same as --config).
-        #[arg(value_name = "CONFIG")]
-        config_file: Option<std::path::PathBuf>,
-        /// Number of actor processes.
+        /// Number of actor processes (at least 1; to start actors on other machines, run
+        /// `shoal learner` and `shoal actor` instead).
         #[arg(long, default_value_t = 2)]
         actors: usize,
         /// Where the learner listens.
@@ -49,6 +48,10 @@ enum Cmd {
         /// No progress line (it is drawn only on a terminal with text logs anyway).
         #[arg(long)]
         no_progress: bool,
+        /// Train once per seed, one run after another (e.g. `--seeds 1,2,3`); each run gets
+        /// its own directory (under --run-dir, or named after --name, when given).
+        #[arg(long, value_delimiter = ',', conflicts_with_all = ["seed", "resume"])]
+        seeds: Vec<u64>,
         #[command(flatten)]
         args: LearnerArgs,
     },
@@ -64,6 +67,12 @@ enum Cmd {
         /// A TrueType font for the labels (default: DejaVu Sans from the system).
         #[arg(long, value_name = "FILE")]
         font: Option<PathBuf>,
+    },
+    /// List the runs in a directory: status, steps, best return and wall time of each.
+    Runs {
+        /// The directory holding run directories (or one run directory).
+        #[arg(value_name = "DIR", default_value = "runs")]
+        dir: PathBuf,
     },
     /// Run the deterministic policy of a checkpoint (greedy, or the Gaussian's mean) and report
     /// its returns.
@@ -139,13 +148,18 @@ fn main() -> ExitCode {
     };
     let cli = Cli::parse();
     logging::init(cli.log_format);
-    match run(cli) {
+    let result = run(cli);
+    if logging::interrupted() {
+        // ctrl-c: the run was stopped cleanly (final checkpoint written), but by the user.
+        if let Err(e) = &result {
+            eprintln!("error: {}", shoal::error_report(e.as_ref()));
+        }
+        return ExitCode::from(130);
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
+            eprintln!("error: {}", shoal::error_report(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -210,6 +224,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", Token::generate()?.expose());
             return Ok(());
         }
+        Cmd::Runs { dir } => {
+            let rows = shoal::runs::list(dir)
+                .with_context(|| format!("cannot list runs in {}", dir.display()))?;
+            if rows.is_empty() {
+                anyhow::bail!("no runs in {}", dir.display());
+            }
+            print!("{}", shoal::runs::table(&rows));
+            return Ok(());
+        }
         _ => {}
     }
     let runtime = match cli.command {
@@ -221,14 +244,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         logging::cancel_on_signals(shutdown.clone());
         match cli.command {
             Cmd::Train {
-                config_file,
                 actors,
                 listen,
                 json,
                 no_progress,
-                mut args,
+                seeds,
+                args,
             } => {
-                args.config = args.config.or(config_file);
                 let options = shoal::TrainOptions {
                     learner: args,
                     actors,
@@ -237,18 +259,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     log_format: cli.log_format,
                     progress: !no_progress && !json && logging::progress_available(cli.log_format),
                 };
-                let summary = shoal::train(options, shutdown).await?;
-                if json {
-                    println!("{}", serde_json::to_string(&summary)?);
-                } else {
-                    println!("{}", shoal::summary_line(&summary));
+                let mut dirs = Vec::new();
+                for options in shoal::per_seed(options, &seeds) {
+                    if shutdown.is_cancelled() {
+                        break;
+                    }
+                    // Each run ends by cancelling its token; ctrl-c cancels them all.
+                    let summary = shoal::train(options, shutdown.child_token()).await?;
+                    if json {
+                        println!("{}", serde_json::to_string(&summary)?);
+                    } else {
+                        println!("{}", shoal::summary_line(&summary));
+                        if seeds.len() <= 1 {
+                            print!("{}", shoal::next_steps(&summary));
+                        }
+                    }
+                    dirs.push(summary.run_dir.display().to_string());
+                }
+                if !json && dirs.len() > 1 {
+                    println!("  plot (mean ± std): shoal plot {}", dirs.join(" "));
                 }
             }
             Cmd::Learner(cmd) => {
                 let options = cmd.options()?;
-                let listener = tokio::net::TcpListener::bind(cmd.listen).await?;
+                let listener = tokio::net::TcpListener::bind(cmd.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", cmd.listen))?;
                 let summary = shoal_learner::run(options, listener, shutdown).await?;
                 println!("{}", shoal::summary_line(&summary));
+                print!("{}", shoal::next_steps(&summary));
             }
             Cmd::Actor(args) => {
                 shoal_actor::run(args.options()?, shutdown).await?;
@@ -269,10 +308,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 match shoal_actor::health::check(&endpoint, token, &args.service, timeout).await {
                     Health::Serving => println!("SERVING"),
                     Health::NotServing(why) => anyhow::bail!("not serving: {why}"),
+                    Health::Refused(why) => anyhow::bail!("reachable, but {why}"),
                     Health::Unreachable(why) => anyhow::bail!("unreachable: {why}"),
                 }
             }
-            Cmd::Envs | Cmd::Token | Cmd::Plot { .. } | Cmd::Eval { .. } | Cmd::Export { .. } => {
+            Cmd::Envs
+            | Cmd::Token
+            | Cmd::Runs { .. }
+            | Cmd::Plot { .. }
+            | Cmd::Eval { .. }
+            | Cmd::Export { .. } => {
                 unreachable!("handled above")
             }
         }

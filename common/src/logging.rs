@@ -10,9 +10,16 @@ use tracing_indicatif::IndicatifLayer;
 use tracing_indicatif::filter::{IndicatifFilter, hide_indicatif_span_fields};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::format::DefaultFields;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+
+/// The target of the learner's structured status event (every quantity as a field): JSON logs
+/// carry it, text logs do not.
+pub const STATUS_TARGET: &str = "shoal::status";
+/// The target of the learner's compact status line: text logs carry it, JSON logs do not.
+pub const STATUS_TEXT_TARGET: &str = "shoal::status_text";
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,20 +66,57 @@ pub fn init(format: LogFormat) {
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer().with_ansi(terminal);
     let registry = tracing_subscriber::registry().with(filter);
+    // Each format gets its form of the status line.
+    let not_target = |target: &'static str| filter_fn(move |meta| meta.target() != target);
     let _ = match format {
         LogFormat::Json => registry
-            .with(fmt.json().flatten_event(true).with_writer(std::io::stderr))
+            .with(
+                fmt.json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr)
+                    .with_filter(not_target(STATUS_TEXT_TARGET)),
+            )
             .try_init(),
         LogFormat::Text if progress_available(format) => {
             let bars = IndicatifLayer::new()
                 .with_span_field_formatter(hide_indicatif_span_fields(DefaultFields::new()));
+            // On a terminal: time since start and no module path, so lines stay short.
             registry
-                .with(fmt.with_writer(bars.get_stderr_writer()))
+                .with(
+                    fmt.with_timer(Uptime(std::time::Instant::now()))
+                        .with_target(false)
+                        .with_writer(bars.get_stderr_writer())
+                        .with_filter(not_target(STATUS_TARGET)),
+                )
                 .with(bars.with_filter(IndicatifFilter::new(false)))
                 .try_init()
         }
-        LogFormat::Text => registry.with(fmt.with_writer(std::io::stderr)).try_init(),
+        LogFormat::Text => registry
+            .with(
+                fmt.with_writer(std::io::stderr)
+                    .with_filter(not_target(STATUS_TARGET)),
+            )
+            .try_init(),
     };
+}
+
+/// Seconds since start with two decimals (`  12.34s`): on a terminal, what a person wants to
+/// know of a log line's time, in little space.
+struct Uptime(std::time::Instant);
+
+impl tracing_subscriber::fmt::time::FormatTime for Uptime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        write!(w, "{:>7.2}s", self.0.elapsed().as_secs_f64())
+    }
+}
+
+/// Set when ctrl-c (SIGINT) asked the process to stop.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether ctrl-c stopped the process: its exit status is then 130, as a shell expects of a
+/// program the user interrupted (SIGTERM, an orchestrator's stop, exits 0 after a clean stop).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Cancels `token` on ctrl-c or SIGTERM: the one cancellation token that drives graceful
@@ -91,7 +135,9 @@ pub fn cancel_on_signals(token: tokio_util::sync::CancellationToken) {
         #[cfg(not(unix))]
         let term = std::future::pending::<()>();
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = tokio::signal::ctrl_c() => {
+                INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             _ = term => {}
         }
         tracing::info!("shutdown requested by signal");

@@ -2,7 +2,7 @@
 //! config file, then flags on top; the learner checks the result when it starts).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use shoal_common::config::{DeviceChoice, RunConfig};
@@ -10,32 +10,49 @@ use shoal_common::security::{SecurityError, Token, read_pem};
 
 use crate::error::LearnerError;
 use crate::options::{LearnerOptions, TlsIdentity};
-use crate::run_dir::default_run_dir;
+use crate::run_dir::{RUNS_ROOT, default_run_dir};
+use tracing::warn;
 
 /// `shoal learner` / `shoal train` arguments shared by both.
 #[derive(Debug, Clone, Args)]
 pub struct LearnerArgs {
-    /// Run config (TOML). Without one, the documented defaults are used.
+    /// Run config (TOML), e.g. configs/cartpole-ppo.toml (same as --config). Without one, the
+    /// documented defaults are used.
+    #[arg(value_name = "CONFIG", conflicts_with = "config")]
+    pub config_file: Option<PathBuf>,
+    /// Run config (TOML), as CONFIG.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Run directory (default: `runs/<UTC time>-<env id>`).
-    #[arg(long, value_name = "DIR")]
+    /// Override one config field, e.g. `--set ppo.learning_rate=3e-4` (repeatable; the run's
+    /// `config.toml` records the result).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Run directory (default: `runs/<env>-<algorithm>-s<seed>-<UTC time>`, never one that
+    /// exists).
+    #[arg(long, value_name = "DIR", conflicts_with = "name")]
     pub run_dir: Option<PathBuf>,
+    /// Name of the run: its directory is `runs/NAME`.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Start a new run in a run directory that holds one, deleting that run's config, metrics,
+    /// TensorBoard events and checkpoints (without it, such a directory is refused).
+    #[arg(long, conflicts_with_all = ["resume", "auto_resume"])]
+    pub overwrite: bool,
     /// Overrides `seed`.
     #[arg(long)]
     pub seed: Option<u64>,
     /// Overrides `total_steps`.
     #[arg(long)]
     pub total_steps: Option<u64>,
-    /// Overrides `target_return`.
-    #[arg(long)]
+    /// Overrides `target_return` (negative values as `--target-return -80`).
+    #[arg(long, allow_negative_numbers = true)]
     pub target_return: Option<f64>,
     /// Overrides `learner.device`: auto, flex or wgpu.
     #[arg(long, value_parser = parse_device)]
     pub device: Option<DeviceChoice>,
     /// Continue the run in RUN_DIR from its newest checkpoint (its `config.toml` is the config
     /// unless --config is given; the flags above still override it).
-    #[arg(long, value_name = "RUN_DIR", conflicts_with = "run_dir")]
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["run_dir", "name"])]
     pub resume: Option<PathBuf>,
     /// Resume the run in --run-dir when it already holds one (its `config.toml`), else start
     /// it: what a learner restarted by an orchestrator (Docker, Kubernetes) wants.
@@ -57,24 +74,38 @@ fn parse_device(s: &str) -> Result<DeviceChoice, String> {
 }
 
 impl LearnerArgs {
+    /// The config file named by CONFIG or --config.
+    fn config_path(&self) -> Option<PathBuf> {
+        self.config.clone().or_else(|| self.config_file.clone())
+    }
+
     /// Loads the config file (on resume: the run directory's) and applies the flags; the
     /// learner checks the result when it starts. No token or TLS yet: see [`ServeArgs::apply`].
     pub fn resolve(&self) -> Result<LearnerOptions, LearnerError> {
+        let named = self
+            .name
+            .as_ref()
+            .map(|name| Path::new(RUNS_ROOT).join(name));
+        let run_dir = self.run_dir.clone().or(named);
         let resume = self.resume.clone().or_else(|| {
-            self.run_dir
+            run_dir
                 .clone()
                 .filter(|dir| self.auto_resume && dir.join("config.toml").exists())
         });
         let config_path = match &resume {
             // The run's own config; --config is for a new run.
             Some(dir) if self.auto_resume => Some(dir.join("config.toml")),
-            _ => self.config.clone(),
+            _ => self.config_path(),
         }
         .or_else(|| resume.as_ref().map(|dir| dir.join("config.toml")));
-        let mut config = match &config_path {
-            Some(path) => RunConfig::load(path)?,
-            None => RunConfig::default(),
-        };
+        let (mut config, unread) = RunConfig::load_with(config_path.as_deref(), &self.sets)?;
+        if !unread.is_empty() {
+            warn!(
+                algorithm = config.algorithm.name(),
+                fields = unread.join(", "),
+                "config: these fields belong to another algorithm and are not read by this run"
+            );
+        }
         if let Some(seed) = self.seed {
             config.seed = seed;
         }
@@ -88,12 +119,13 @@ impl LearnerArgs {
             config.learner.device = device;
         }
         // Checked once, by the learner when it starts.
-        let run_dir = resume
-            .clone()
-            .or_else(|| self.run_dir.clone())
-            .unwrap_or_else(|| default_run_dir(&config.env_id));
+        let chosen = resume.clone().or(run_dir);
+        let default_name = chosen.is_none();
+        let run_dir = chosen.unwrap_or_else(|| default_run_dir(Path::new(RUNS_ROOT), &config));
         Ok(LearnerOptions {
             resume: resume.is_some(),
+            default_name,
+            overwrite: self.overwrite,
             metrics_listen: self.metrics_listen,
             ..LearnerOptions::new(config, run_dir)
         })

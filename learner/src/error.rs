@@ -34,6 +34,15 @@ pub enum LearnerError {
         /// Why.
         source: std::io::Error,
     },
+    /// A new run was asked for in a directory that holds a run.
+    #[error(
+        "run directory {} already holds a run: continue it with `--resume {}`, start a new \
+         one elsewhere (--run-dir, --name, or none for a fresh default name), or replace it \
+         with --overwrite",
+        .0.display(),
+        .0.display()
+    )]
+    RunDirTaken(PathBuf),
     /// A checkpoint could not be written or read.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),

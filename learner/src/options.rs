@@ -42,6 +42,10 @@ pub struct LearnerOptions {
     pub run_dir: PathBuf,
     /// Continue from the newest checkpoint in `run_dir`.
     pub resume: bool,
+    /// Start a new run in `run_dir` even when it holds one (that run's files are deleted).
+    pub overwrite: bool,
+    /// `run_dir` is a default name: when it exists, a suffix makes it new (`-2`, `-3`, …).
+    pub default_name: bool,
     /// Every rpc must carry this token (`None`: no authentication).
     pub token: Option<Token>,
     /// Serve TLS with this identity.
@@ -59,6 +63,8 @@ impl LearnerOptions {
             config,
             run_dir,
             resume: false,
+            overwrite: false,
+            default_name: false,
             token: None,
             tls: None,
             metrics_listen: None,

@@ -31,7 +31,7 @@ use crate::edge::{ActorRegistry, Door};
 use crate::error::LearnerError;
 use crate::options::LearnerOptions;
 use crate::params::{ParamStore, Publisher};
-use crate::run_dir::RunDir;
+use crate::run_dir::{self, RunDir};
 use crate::summary::RunSummary;
 use crate::telemetry::{EdgeCounters, Progress, RunCounters, StatusBoard, prometheus};
 use crate::trainer::TrainerEnv;
@@ -66,14 +66,28 @@ const TELL_PUSHERS: Duration = Duration::from_secs(1);
 /// How long the server may take to close its connections at the end.
 const SERVER_DRAIN: Duration = Duration::from_secs(2);
 
-/// The run directory, and the checkpoint to resume from when `resume` asks for one.
+/// The run directory (under a default name: a new one, suffixed when the name is taken), and
+/// the checkpoint to resume from when `resume` asks for one. A new run never writes into a
+/// directory holding a run unless `overwrite` says so.
 fn open_run_dir(
     config: &RunConfig,
     path: &Path,
     resume: bool,
+    overwrite: bool,
+    default_name: bool,
     layout: &ParamLayout,
 ) -> Result<(RunDir, Option<Checkpoint>), LearnerError> {
+    if default_name {
+        return Ok((RunDir::create(&run_dir::claim_new(path)?, config)?, None));
+    }
     if !resume {
+        if run_dir::holds_run(path) {
+            if !overwrite {
+                return Err(LearnerError::RunDirTaken(path.to_path_buf()));
+            }
+            warn!(run_dir = %path.display(), "--overwrite: deleting the run this directory held");
+            run_dir::clear_run(path)?;
+        }
         return Ok((RunDir::create(path, config)?, None));
     }
     let dir = RunDir::open(path)?;
@@ -130,6 +144,8 @@ pub async fn start(
         config,
         run_dir,
         resume,
+        overwrite,
+        default_name,
         token,
         tls,
         metrics_listen,
@@ -141,7 +157,8 @@ pub async fn start(
     let layout = spec.layout();
     let selected = device::select(config.learner.device)?;
     info!(device = %selected.description, "training device chosen");
-    let (dir, restored) = open_run_dir(&config, &run_dir, resume, &layout)?;
+    let (dir, restored) =
+        open_run_dir(&config, &run_dir, resume, overwrite, default_name, &layout)?;
     let counters = restored
         .as_ref()
         .map_or_else(RunCounters::default, |c| c.counters.clone());
@@ -213,7 +230,7 @@ pub async fn start(
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default(),
-        run_dir = %run_dir.display(),
+        run_dir = %dir.path().display(),
         env_id = config.env_id,
         algorithm = config.algorithm.name(),
         params = layout.num_floats(),

@@ -18,7 +18,7 @@ fn unknown_env_id_and_malformed_config_are_clear_errors() {
     let dir = temp_dir("bad-config");
     let unknown = dir.join("unknown.toml");
     std::fs::write(&unknown, "env_id = \"CartPole-v9\"\n").unwrap();
-    let out = shoal(&["train", unknown.to_str().unwrap(), "--actors", "0"]);
+    let out = shoal(&["train", unknown.to_str().unwrap(), "--actors", "1"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(

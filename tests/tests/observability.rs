@@ -171,8 +171,10 @@ async fn a_cartpole_run_exports_metrics_plots_evaluates_and_exports_its_policy()
                 "import json, sys\n\
                  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator\n\
                  ea = EventAccumulator(sys.argv[1]); ea.Reload()\n\
-                 r = ea.Scalars('charts/episodic_return')\n\
-                 print(json.dumps({'tags': ea.Tags()['scalars'], 'steps': [e.step for e in r], 'values': [e.value for e in r]}))",
+                 r = ea.Scalars('shoal/return_mean_100')\n\
+                 e = ea.Scalars('charts/episodic_return')\n\
+                 config = ea.Tensors('config')[0].tensor_proto.string_val[0].decode()\n\
+                 print(json.dumps({'tags': ea.Tags()['scalars'], 'steps': [e.step for e in r], 'values': [e.value for e in r], 'episodes': len(e), 'config': config}))",
             )
             .arg(&run_dir)
             .output()
@@ -181,6 +183,26 @@ async fn a_cartpole_run_exports_metrics_plots_evaluates_and_exports_its_policy()
             let tb: serde_json::Value = serde_json::from_slice(&read.stdout).unwrap();
             let values = tb["values"].as_array().unwrap();
             assert_eq!(values.len(), rows.len());
+            // The config is in the text tab; no other algorithm's tags are there.
+            assert!(
+                tb["config"]
+                    .as_str()
+                    .unwrap()
+                    .contains("env_id = \"CartPole-v1\""),
+                "{tb}"
+            );
+            for other in ["losses/td_loss", "losses/q_values", "shoal/replay_size"] {
+                assert!(
+                    !tb["tags"].as_array().unwrap().iter().any(|t| t == other),
+                    "{other}: {tb}"
+                );
+            }
+            // One point per finished episode, as CleanRL logs it, and one row in episodes.csv.
+            let episodes = std::fs::read_to_string(run_dir.join("episodes.csv")).unwrap();
+            assert_eq!(
+                tb["episodes"].as_u64().unwrap() as usize,
+                episodes.lines().count() - 1
+            );
             assert!(values.last().unwrap().as_f64().unwrap() >= 475.0, "{tb}");
             assert_eq!(
                 tb["steps"].as_array().unwrap().last().unwrap(),

@@ -8,12 +8,14 @@
 //! - [`range`]: allowed ranges and the error that names field, value and range.
 //! - [`ppo`], [`a3c`], [`dqn`]: each algorithm's section.
 //! - [`model`], [`normalize`], [`learner`]: the network, normalisation and learner process.
+//! - [`overrides`]: `--set` on the command line, unread sections, plain-worded parser errors.
 
 pub mod a3c;
 pub mod dqn;
 pub mod learner;
 pub mod model;
 pub mod normalize;
+pub mod overrides;
 pub mod ppo;
 pub mod range;
 
@@ -160,10 +162,7 @@ impl RunConfig {
     /// Parses TOML text (`origin` names it in errors) without checking ranges: the learner
     /// checks the config it runs once, after command-line overrides ([`RunConfig::validate`]).
     pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: origin.to_path_buf(),
-            message: e.to_string(),
-        })
+        toml::from_str(text).map_err(|e| overrides::parse_error(origin, e))
     }
 
     /// Parses and checks TOML text.

@@ -57,9 +57,14 @@ impl std::fmt::Display for Space {
         match self {
             Space::Discrete(n) => write!(f, "Discrete({n})"),
             Space::Box { low, high } => {
+                // Huge bounds (f32::MAX stands for "unbounded" in Gymnasium) as 3.4028e38,
+                // not 39 digits.
                 let fmt_all = |v: &[f64]| {
                     v.iter()
-                        .map(|x| format!("{x:.4}"))
+                        .map(|x| match x.abs() {
+                            a if a >= 1e6 && a.is_finite() => format!("{x:.4e}"),
+                            _ => format!("{x:.4}"),
+                        })
                         .collect::<Vec<_>>()
                         .join(", ")
                 };

@@ -64,14 +64,20 @@ impl Bottlenecks {
             {
                 self.last_warned.insert(kind, Instant::now());
                 let advice = ADVICE.iter().find(|(k, _)| k == kind).map_or("", |a| a.1);
-                tracing::warn!(
-                    target: "shoal::status",
-                    bottleneck = kind,
-                    queue_depth = row.queue_depth,
-                    learner_busy = row.learner_busy,
-                    lag_avg = row.version_diff_avg,
-                    "bottleneck: {advice}"
-                );
+                // Which side is slower is a diagnosis (synchronous PPO is learner-bound by
+                // design); lag or stale data that grows is a problem.
+                if matches!(*kind, "learner-bound" | "actor-bound") {
+                    tracing::info!(target: "shoal::bottleneck", bottleneck = kind, "{kind}: {advice}");
+                } else {
+                    tracing::warn!(
+                        target: "shoal::bottleneck",
+                        bottleneck = kind,
+                        queue_depth = row.queue_depth,
+                        learner_busy = row.learner_busy,
+                        lag_avg = row.version_diff_avg,
+                        "{kind}: {advice}"
+                    );
+                }
             }
         }
         kinds

@@ -118,6 +118,13 @@ impl Metric {
     }
 }
 
+/// TensorBoard tag of each finished episode's return, one point per episode at the env steps
+/// counted when it arrived (as CleanRL logs it); the status row's `return_mean_100` is the
+/// window's mean.
+pub const EPISODE_RETURN_TAG: &str = "charts/episodic_return";
+/// TensorBoard tag of each finished episode's length.
+pub const EPISODE_LENGTH_TAG: &str = "charts/episodic_length";
+
 /// Declares [`StatusRow`] (one `Option` field per quantity), [`METRICS`] and [`COLUMNS`] from
 /// one list, in CSV column order.
 macro_rules! status_table {
@@ -162,11 +169,11 @@ status_table! {
     /// Finished episodes.
     episodes: u64, Counter, Tag::Shoal;
     /// Mean return of the last 100 finished episodes.
-    return_mean_100: f64, Gauge, Tag::Named("charts/episodic_return");
+    return_mean_100: f64, Gauge, Tag::Shoal;
     /// Best return of the last 100 finished episodes.
     return_max_100: f64, Gauge, Tag::Shoal;
     /// Mean length of the last 100 finished episodes.
-    length_mean_100: f64, Gauge, Tag::Named("charts/episodic_length");
+    length_mean_100: f64, Gauge, Tag::Shoal;
     /// Mean return of the last greedy evaluation (DQN).
     eval_return_mean: f64, Gauge, Tag::Named("eval/episodic_return");
     /// Policy loss of the last update (A3C: mean over the interval's gradients).
@@ -343,7 +350,7 @@ mod tests {
                 .and_then(Metric::tensorboard_tag)
                 .unwrap()
         };
-        assert_eq!(tag("return_mean_100"), "charts/episodic_return");
+        assert_eq!(tag("return_mean_100"), "shoal/return_mean_100");
         assert_eq!(tag("approx_kl"), "losses/approx_kl");
         assert_eq!(tag("version_diff_avg"), "perf/version_diff_avg");
         assert_eq!(tag("replay_size"), "shoal/replay_size");

@@ -18,6 +18,20 @@ pub struct Progress {
     resumed_secs: f64,
     interval_start: Instant,
     interval_steps: u64,
+    /// Episodes finished since the last [`Progress::take_episodes`] (at most
+    /// [`Progress::MAX_EPISODES`]).
+    episodes: Vec<Episode>,
+}
+
+/// One finished episode, as the run directory records it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Episode {
+    /// Environment steps counted when it arrived.
+    pub env_steps: u64,
+    /// Its return.
+    pub episode_return: f32,
+    /// Its length in steps.
+    pub length: u32,
 }
 
 impl Progress {
@@ -31,13 +45,36 @@ impl Progress {
             lag: LagStats::default(),
             started: now,
             interval_start: now,
+            episodes: Vec::new(),
         }
+    }
+
+    /// Episodes kept for the run directory per status interval; more are counted but not
+    /// recorded one by one.
+    pub const MAX_EPISODES: usize = 100_000;
+
+    /// The episodes finished since the last call.
+    pub fn take_episodes(&mut self) -> Vec<Episode> {
+        std::mem::take(&mut self.episodes)
     }
 
     /// Counts admitted experience: its environment steps and the episodes it finished.
     pub fn add_experience(&mut self, env_steps: u64, returns: &[f32], lengths: &[u32]) {
         self.counters.env_steps += env_steps;
         self.counters.add_episodes(returns, lengths);
+        let room = Self::MAX_EPISODES.saturating_sub(self.episodes.len());
+        let steps = self.counters.env_steps;
+        self.episodes.extend(
+            returns
+                .iter()
+                .zip(lengths)
+                .take(room)
+                .map(|(&r, &l)| Episode {
+                    env_steps: steps,
+                    episode_return: r,
+                    length: l,
+                }),
+        );
     }
 
     /// Seconds of training, counting those before a resume.

@@ -2,8 +2,9 @@
 //!
 //! A file is a sequence of TFRecords (`u64` length, masked CRC-32C of the length, the data,
 //! masked CRC-32C of the data), each holding one `tensorflow.Event` protobuf: first the file
-//! version, then one event per status interval with every quantity as a scalar summary. Only
-//! the fields scalars need are declared here, with TensorFlow's field numbers.
+//! version, then one event per status interval with every quantity as a scalar summary (and
+//! one per finished episode), and the run's config as text (TensorBoard's text plugin). Only the
+//! fields these need are declared here, with TensorFlow's field numbers.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -31,14 +32,49 @@ struct Summary {
     value: Vec<SummaryValue>,
 }
 
-/// `tensorflow.Summary.Value` with a `simple_value` (set even when 0: it is a oneof member).
+/// `tensorflow.Summary.Value`: a `simple_value` (set even when 0: it is a oneof member), or a
+/// tensor with the metadata naming the plugin that shows it.
 #[derive(Clone, PartialEq, prost::Message)]
 struct SummaryValue {
     #[prost(string, tag = "1")]
     tag: String,
     #[prost(float, optional, tag = "2")]
     simple_value: Option<f32>,
+    #[prost(message, optional, tag = "8")]
+    tensor: Option<TensorProto>,
+    #[prost(message, optional, tag = "9")]
+    metadata: Option<SummaryMetadata>,
 }
+
+/// `tensorflow.SummaryMetadata` (its `plugin_data`).
+#[derive(Clone, PartialEq, prost::Message)]
+struct SummaryMetadata {
+    #[prost(message, optional, tag = "1")]
+    plugin_data: Option<PluginData>,
+}
+
+/// `tensorflow.SummaryMetadata.PluginData`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct PluginData {
+    #[prost(string, tag = "1")]
+    plugin_name: String,
+}
+
+/// `tensorflow.TensorProto`: a scalar string tensor (`dtype` 7 is `DT_STRING`; no shape
+/// dimensions: a scalar).
+#[derive(Clone, PartialEq, prost::Message)]
+struct TensorProto {
+    #[prost(int32, tag = "1")]
+    dtype: i32,
+    #[prost(message, optional, tag = "2")]
+    tensor_shape: Option<TensorShapeProto>,
+    #[prost(bytes = "vec", repeated, tag = "8")]
+    string_val: Vec<Vec<u8>>,
+}
+
+/// `tensorflow.TensorShapeProto` (no dimensions).
+#[derive(Clone, PartialEq, prost::Message)]
+struct TensorShapeProto {}
 
 /// TFRecord's masked CRC.
 fn masked_crc(data: &[u8]) -> u32 {
@@ -98,6 +134,7 @@ impl EventWriter {
                 .map(|(tag, v)| SummaryValue {
                     tag: tag.clone(),
                     simple_value: Some(*v),
+                    ..SummaryValue::default()
                 })
                 .collect(),
         };
@@ -106,6 +143,31 @@ impl EventWriter {
             step: step as i64,
             file_version: None,
             summary: Some(summary),
+        })?;
+        self.file.flush()
+    }
+
+    /// `text` under `tag` for TensorBoard's text tab (Markdown), at step 0, flushed.
+    pub fn text(&mut self, tag: &str, text: &str) -> io::Result<()> {
+        let value = SummaryValue {
+            tag: tag.to_string(),
+            simple_value: None,
+            tensor: Some(TensorProto {
+                dtype: 7,
+                tensor_shape: Some(TensorShapeProto {}),
+                string_val: vec![text.as_bytes().to_vec()],
+            }),
+            metadata: Some(SummaryMetadata {
+                plugin_data: Some(PluginData {
+                    plugin_name: "text".into(),
+                }),
+            }),
+        };
+        self.write_event(&Event {
+            wall_time: now_secs(),
+            step: 0,
+            file_version: None,
+            summary: Some(Summary { value: vec![value] }),
         })?;
         self.file.flush()
     }

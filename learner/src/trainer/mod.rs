@@ -126,6 +126,7 @@ impl StatusWriter {
         row.bottleneck = (!kinds.is_empty()).then(|| kinds.join(","));
         row.per_actor = env.board.per_actor();
         log::status_line(&row);
+        env.run_dir.write_episodes(&env.progress.take_episodes())?;
         env.run_dir.write_metrics(&row)?;
         if let Some(hook) = &self.hook {
             (hook.0)(&row);
@@ -254,6 +255,7 @@ pub(crate) fn drive<A: Algorithm>(
         run_dir: env.run_dir.path().to_path_buf(),
         counters,
     };
+    env.run_dir.write_summary(&summary)?;
     info!(
         reason = summary.reason,
         solved = summary.solved,

@@ -1,0 +1,166 @@
+//! `shoal runs`: one line per run under a directory (status, steps, best return, wall time),
+//! read from each run directory's `config.toml`, `summary.json` and `metrics.jsonl`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use shoal_common::config::RunConfig;
+
+/// What `shoal runs` shows of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    /// The run directory.
+    pub dir: PathBuf,
+    /// Environment id.
+    pub env_id: String,
+    /// Algorithm name.
+    pub algorithm: String,
+    /// Seed.
+    pub seed: u64,
+    /// `solved`, `stopped` (ended before its target or without one) or `incomplete` (running,
+    /// or killed before it could end).
+    pub status: &'static str,
+    /// Environment steps.
+    pub env_steps: u64,
+    /// Best mean return over the run's status rows (greedy evaluation where the run has one).
+    pub best_return: Option<f64>,
+    /// Seconds of training.
+    pub wall_secs: Option<f64>,
+}
+
+/// The runs in `root` (or `root` itself when it is a run directory), sorted by directory name.
+pub fn list(root: &Path) -> std::io::Result<Vec<RunRow>> {
+    let mut dirs = Vec::new();
+    if root.join("config.toml").exists() {
+        dirs.push(root.to_path_buf());
+    } else {
+        for entry in std::fs::read_dir(root)? {
+            let path = entry?.path();
+            if path.join("config.toml").exists() {
+                dirs.push(path);
+            }
+        }
+    }
+    dirs.sort();
+    Ok(dirs.iter().filter_map(|d| read_run(d)).collect())
+}
+
+/// One run's row; `None` when its config cannot be read.
+fn read_run(dir: &Path) -> Option<RunRow> {
+    let config = RunConfig::load(&dir.join("config.toml")).ok()?;
+    let summary: Option<serde_json::Value> = std::fs::read_to_string(dir.join("summary.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let last = rows.last();
+    let number = |v: Option<&serde_json::Value>, key: &str| v.and_then(|v| v[key].as_f64());
+    let best_return = rows
+        .iter()
+        .filter_map(|r| {
+            r["eval_return_mean"]
+                .as_f64()
+                .or(r["return_mean_100"].as_f64())
+        })
+        .reduce(f64::max);
+    let status = match &summary {
+        Some(s) if s["solved"].as_bool() == Some(true) => "solved",
+        Some(_) => "stopped",
+        None => "incomplete",
+    };
+    Some(RunRow {
+        dir: dir.to_path_buf(),
+        env_id: config.env_id,
+        algorithm: config.algorithm.name().to_string(),
+        seed: config.seed,
+        status,
+        env_steps: number(summary.as_ref(), "env_steps")
+            .or(number(last, "env_steps"))
+            .unwrap_or(0.0) as u64,
+        best_return,
+        wall_secs: number(summary.as_ref(), "wall_secs").or(number(last, "time_s")),
+    })
+}
+
+/// The table `shoal runs` prints.
+pub fn table(rows: &[RunRow]) -> String {
+    let mut out = format!(
+        "{:<44} {:<12} {:<5} {:>5} {:<10} {:>9} {:>8} {:>8}\n",
+        "RUN", "ENV", "ALGO", "SEED", "STATUS", "STEPS", "BEST", "WALL"
+    );
+    for r in rows {
+        let name = r.dir.file_name().map_or_else(
+            || r.dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let _ = writeln!(
+            out,
+            "{name:<44} {:<12} {:<5} {:>5} {:<10} {:>9} {:>8} {:>8}",
+            r.env_id,
+            r.algorithm,
+            r.seed,
+            r.status,
+            r.env_steps,
+            r.best_return.map_or("-".into(), |b| format!("{b:.1}")),
+            r.wall_secs.map_or("-".into(), |w| format!("{w:.1}s")),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_are_listed_with_status_steps_best_return_and_time() {
+        let root = tempfile::tempdir().unwrap();
+        let solved = root.path().join("a-solved");
+        let running = root.path().join("b-running");
+        for (dir, seed) in [(&solved, 1), (&running, 2)] {
+            std::fs::create_dir_all(dir).unwrap();
+            let config = RunConfig {
+                seed,
+                ..RunConfig::default()
+            };
+            std::fs::write(dir.join("config.toml"), config.to_toml()).unwrap();
+            std::fs::write(
+                dir.join("metrics.jsonl"),
+                "{\"env_steps\":100,\"time_s\":1.0,\"return_mean_100\":20.0}\n\
+                 {\"env_steps\":200,\"time_s\":2.5,\"return_mean_100\":480.5}\n",
+            )
+            .unwrap();
+        }
+        std::fs::write(
+            solved.join("summary.json"),
+            "{\"solved\":true,\"env_steps\":250,\"wall_secs\":3.0}",
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.path().join("not-a-run")).unwrap();
+        let rows = list(root.path()).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (rows[0].status, rows[0].env_steps, rows[0].wall_secs),
+            ("solved", 250, Some(3.0))
+        );
+        assert_eq!(
+            (rows[1].status, rows[1].env_steps, rows[1].wall_secs),
+            ("incomplete", 200, Some(2.5))
+        );
+        assert_eq!(rows[1].best_return, Some(480.5));
+        let text = table(&rows);
+        assert!(
+            text.lines().nth(1).unwrap().starts_with("a-solved"),
+            "{text}"
+        );
+        assert!(
+            text.contains("480.5") && text.contains("CartPole-v1"),
+            "{text}"
+        );
+        // A run directory itself lists just that run.
+        assert_eq!(list(&solved).unwrap().len(), 1);
+    }
+}
