@@ -100,7 +100,8 @@ pub async fn run(
     let mut summary = ActorSummary::default();
     let mut kept: Option<(ActorSettings, Box<dyn ActorAlgorithm>)> = None;
     let mut actor_id = None;
-    let mut unreachable_since = None;
+    // Unreachable since: from the first attempt, and from each lost connection.
+    let mut unreachable_since = Some(std::time::Instant::now());
     loop {
         let (mut client, settings) = match register(&endpoint, &options, actor_id).await {
             Ok(ok) => ok,
@@ -116,7 +117,10 @@ pub async fn run(
                         last_error: status.message().to_string(),
                     });
                 }
-                let delay = backoff.next_delay();
+                let mut delay = backoff.next_delay();
+                if let Some(limit) = options.give_up_after {
+                    delay = delay.min(limit.saturating_sub(since.elapsed()));
+                }
                 warn!(
                     learner = options.learner,
                     attempt = backoff.attempt(),

@@ -230,7 +230,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if rows.is_empty() {
                 anyhow::bail!("no runs in {}", dir.display());
             }
-            print!("{}", shoal::runs::table(&rows));
+            print!("{}", shoal::runs::table(dir, &rows));
             return Ok(());
         }
         _ => {}

@@ -28,21 +28,31 @@ pub struct RunRow {
     pub wall_secs: Option<f64>,
 }
 
-/// The runs in `root` (or `root` itself when it is a run directory), sorted by directory name.
+/// The runs in `root` (or `root` itself when it is a run directory), and one level further
+/// down (the runs of a `--seeds` sweep under `--run-dir`), sorted by path.
 pub fn list(root: &Path) -> std::io::Result<Vec<RunRow>> {
     let mut dirs = Vec::new();
-    if root.join("config.toml").exists() {
-        dirs.push(root.to_path_buf());
-    } else {
-        for entry in std::fs::read_dir(root)? {
-            let path = entry?.path();
-            if path.join("config.toml").exists() {
-                dirs.push(path);
-            }
-        }
-    }
+    find_runs(root, 2, &mut dirs)?;
     dirs.sort();
     Ok(dirs.iter().filter_map(|d| read_run(d)).collect())
+}
+
+/// Run directories at `dir` or below it, at most `depth` levels down.
+fn find_runs(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if dir.join("config.toml").exists() {
+        out.push(dir.to_path_buf());
+        return Ok(());
+    }
+    if depth == 0 {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            find_runs(&path, depth - 1, out)?;
+        }
+    }
+    Ok(())
 }
 
 /// One run's row; `None` when its config cannot be read.
@@ -85,17 +95,21 @@ fn read_run(dir: &Path) -> Option<RunRow> {
     })
 }
 
-/// The table `shoal runs` prints.
-pub fn table(rows: &[RunRow]) -> String {
+/// The table `shoal runs ROOT` prints.
+pub fn table(root: &Path, rows: &[RunRow]) -> String {
     let mut out = format!(
         "{:<44} {:<12} {:<5} {:>5} {:<10} {:>9} {:>8} {:>8}\n",
         "RUN", "ENV", "ALGO", "SEED", "STATUS", "STEPS", "BEST", "WALL"
     );
     for r in rows {
-        let name = r.dir.file_name().map_or_else(
-            || r.dir.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
+        // Named as found under ROOT (a sweep's runs as `sweep/s1`); ROOT itself by its name.
+        let name = match r.dir.strip_prefix(root) {
+            Ok(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
+            _ => r.dir.file_name().map_or_else(
+                || r.dir.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+        };
         let _ = writeln!(
             out,
             "{name:<44} {:<12} {:<5} {:>5} {:<10} {:>9} {:>8} {:>8}",
@@ -151,7 +165,7 @@ mod tests {
             ("incomplete", 200, Some(2.5))
         );
         assert_eq!(rows[1].best_return, Some(480.5));
-        let text = table(&rows);
+        let text = table(root.path(), &rows);
         assert!(
             text.lines().nth(1).unwrap().starts_with("a-solved"),
             "{text}"
@@ -160,7 +174,11 @@ mod tests {
             text.contains("480.5") && text.contains("CartPole-v1"),
             "{text}"
         );
-        // A run directory itself lists just that run.
+        // A run directory itself lists just that run; a sweep's runs one level down are found.
         assert_eq!(list(&solved).unwrap().len(), 1);
+        let sweep = root.path().join("sweep/s1");
+        std::fs::create_dir_all(&sweep).unwrap();
+        std::fs::write(sweep.join("config.toml"), RunConfig::default().to_toml()).unwrap();
+        assert_eq!(list(root.path()).unwrap().len(), 3);
     }
 }

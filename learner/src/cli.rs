@@ -56,7 +56,7 @@ pub struct LearnerArgs {
     pub resume: Option<PathBuf>,
     /// Resume the run in --run-dir when it already holds one (its `config.toml`), else start
     /// it: what a learner restarted by an orchestrator (Docker, Kubernetes) wants.
-    #[arg(long, requires = "run_dir", env = "SHOAL_AUTO_RESUME")]
+    #[arg(long, env = "SHOAL_AUTO_RESUME")]
     pub auto_resume: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 0.0.0.0:9464); with a token,
     /// scrapes must send it as a bearer token.
@@ -84,8 +84,14 @@ impl LearnerArgs {
     pub fn resolve(&self) -> Result<LearnerOptions, LearnerError> {
         let named = self
             .name
-            .as_ref()
-            .map(|name| Path::new(RUNS_ROOT).join(name));
+            .as_deref()
+            .map(|name| check_name(name).map(|name| Path::new(RUNS_ROOT).join(name)))
+            .transpose()?;
+        if self.auto_resume && self.run_dir.is_none() && named.is_none() {
+            return Err(LearnerError::Usage(
+                "--auto-resume needs the run's directory: --run-dir DIR or --name NAME".into(),
+            ));
+        }
         let run_dir = self.run_dir.clone().or(named);
         let resume = self.resume.clone().or_else(|| {
             run_dir
@@ -98,8 +104,19 @@ impl LearnerArgs {
             _ => self.config_path(),
         }
         .or_else(|| resume.as_ref().map(|dir| dir.join("config.toml")));
+        if self.auto_resume
+            && let Some(dir) = &resume
+            && self.config_path().is_some()
+        {
+            warn!(
+                run_dir = %dir.display(),
+                "--auto-resume: the run continues with its own config.toml; the config file given is not read"
+            );
+        }
         let (mut config, unread) = RunConfig::load_with(config_path.as_deref(), &self.sets)?;
-        if !unread.is_empty() {
+        // A run directory's config.toml lists every section in full: only a user's file is
+        // checked for another algorithm's fields.
+        if resume.is_none() && !unread.is_empty() {
             warn!(
                 algorithm = config.algorithm.name(),
                 fields = unread.join(", "),
@@ -129,6 +146,17 @@ impl LearnerArgs {
             metrics_listen: self.metrics_listen,
             ..LearnerOptions::new(config, run_dir)
         })
+    }
+}
+
+/// A run name is one plain path component: it names a directory inside `runs/`.
+fn check_name(name: &str) -> Result<&str, LearnerError> {
+    let mut parts = Path::new(name).components();
+    match (parts.next(), parts.next()) {
+        (Some(std::path::Component::Normal(_)), None) => Ok(name),
+        _ => Err(LearnerError::Usage(format!(
+            "--name `{name}`: a run name is one directory name (no `/`, `..` or empty name)"
+        ))),
     }
 }
 

@@ -34,6 +34,9 @@ pub enum LearnerError {
         /// Why.
         source: std::io::Error,
     },
+    /// Command-line arguments that do not fit together.
+    #[error("{0}")]
+    Usage(String),
     /// A new run was asked for in a directory that holds a run.
     #[error(
         "run directory {} already holds a run: continue it with `--resume {}`, start a new \

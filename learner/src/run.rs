@@ -90,23 +90,27 @@ fn open_run_dir(
         }
         return Ok((RunDir::create(path, config)?, None));
     }
-    let dir = RunDir::open(path)?;
     let restored = checkpoint::newest_dir(path)?
         .map(|c| checkpoint::load(&c, config.algorithm, layout))
         .transpose()?;
-    match &restored {
-        Some(c) => info!(
-            checkpoint = %c.dir.display(),
-            env_steps = c.counters.env_steps,
-            updates = c.counters.updates,
-            version = c.counters.version,
-            "resuming from checkpoint"
-        ),
-        None => warn!(
+    let Some(c) = &restored else {
+        // Nothing to continue from: the run starts again, without the old rows and events
+        // (which would make its curves double back).
+        warn!(
             run_dir = %path.display(),
             "--resume: the run has no checkpoint yet; starting it afresh"
-        ),
-    }
+        );
+        run_dir::clear_run(path)?;
+        return Ok((RunDir::create(path, config)?, None));
+    };
+    info!(
+        checkpoint = %c.dir.display(),
+        env_steps = c.counters.env_steps,
+        updates = c.counters.updates,
+        version = c.counters.version,
+        "resuming from checkpoint"
+    );
+    let dir = RunDir::open(path)?;
     Ok((dir, restored))
 }
 

@@ -61,6 +61,12 @@ impl RunDir {
     /// Opens an existing run directory (to resume it): the metrics files are appended to, and
     /// a new TensorBoard event file is started.
     pub fn open(path: &Path) -> Result<Self, LearnerError> {
+        // The run is going again: how it ended before is no longer its status.
+        let summary = path.join("summary.json");
+        match fs::remove_file(&summary) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&summary)(e)),
+            _ => {}
+        }
         let append = |name: &str| {
             let p = path.join(name);
             OpenOptions::new()
@@ -126,16 +132,19 @@ impl RunDir {
             .map_err(io_err(&path))?;
         }
         self.episodes.flush().map_err(io_err(&path))?;
-        for e in episodes {
-            let scalars = [
-                (metrics::EPISODE_RETURN_TAG.to_string(), e.episode_return),
-                (metrics::EPISODE_LENGTH_TAG.to_string(), e.length as f32),
-            ];
-            self.events
-                .scalars(e.env_steps, &scalars)
-                .map_err(io_err(self.events.path()))?;
-        }
-        Ok(())
+        let points: Vec<_> = episodes
+            .iter()
+            .map(|e| {
+                let scalars = vec![
+                    (metrics::EPISODE_RETURN_TAG.to_string(), e.episode_return),
+                    (metrics::EPISODE_LENGTH_TAG.to_string(), e.length as f32),
+                ];
+                (e.env_steps, scalars)
+            })
+            .collect();
+        self.events
+            .scalar_events(&points)
+            .map_err(io_err(self.events.path()))
     }
 
     /// Appends one metrics row to `metrics.jsonl`, `metrics.csv` and the TensorBoard events

@@ -5,7 +5,7 @@
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use shoal_tests::{TEST_TOKEN, free_port, repo_root, shoal_exe, temp_dir};
+use shoal_tests::{TEST_TOKEN, repo_root, shoal_exe, temp_dir};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn shoal(args: &[&str]) -> Output {
@@ -98,6 +98,29 @@ fn a_run_directory_that_holds_a_run_is_refused_unless_told() {
         })
         .count();
     assert_eq!(events, 1);
+    // Resuming a run that has no checkpoint starts it again, without its old rows.
+    std::fs::remove_dir_all(run.join("checkpoints")).unwrap();
+    std::fs::write(run.join("metrics.jsonl"), "{\"env_steps\":999999}\n").unwrap();
+    let resumed = shoal(&[
+        "train",
+        "--resume",
+        run_s,
+        "--actors",
+        "1",
+        "--device",
+        "flex",
+        "--total-steps",
+        "1000",
+        "--no-progress",
+    ]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert!(
+        stderr(&resumed).contains("starting it afresh"),
+        "{}",
+        stderr(&resumed)
+    );
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert!(!metrics.contains("999999"), "{metrics}");
     // One row per finished episode.
     let episodes = std::fs::read_to_string(run.join("episodes.csv")).unwrap();
     assert!(
@@ -114,6 +137,14 @@ fn zero_actors_and_conflicting_config_arguments_are_refused() {
     let err = stderr(&out);
     assert!(err.contains("at least one actor"), "{err}");
     assert!(err.contains("shoal learner"), "{err}");
+
+    let out = shoal(&["train", "--name", "../elsewhere"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("a run name is one directory name"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = shoal(&[
         "train",
@@ -151,7 +182,6 @@ fn zero_actors_and_conflicting_config_arguments_are_refused() {
         err.contains("not read by this run") && err.contains("ppo.clip_coef"),
         "{err}"
     );
-    assert!(!err.contains("caused by"), "{err}");
 }
 
 #[test]
@@ -167,12 +197,13 @@ fn a_url_without_scheme_fails_at_once_and_give_up_time_is_kept() {
     assert!(!err.contains("retrying"), "{err}");
     assert!(start.elapsed() < Duration::from_secs(10));
 
-    let port = free_port();
+    // Port 1: nothing listens there (a free port of the moment could become another test's
+    // learner).
     let start = Instant::now();
     let out = shoal(&[
         "actor",
         "--learner",
-        &format!("http://127.0.0.1:{port}"),
+        "http://127.0.0.1:1",
         "--give-up-after-secs",
         "1",
         "--max-backoff-secs",
@@ -212,9 +243,9 @@ fn messages_name_the_address_and_print_numbers_as_people_write_them() {
     );
 }
 
-/// Starts `shoal learner` with text logs; returns the child and its stderr lines.
+/// Starts `shoal learner` on a port of its choosing with text logs; returns the child and its
+/// stderr lines.
 fn text_learner(
-    port: u16,
     run_dir: &str,
     extra: &[&str],
 ) -> (
@@ -225,7 +256,7 @@ fn text_learner(
         .current_dir(repo_root())
         .env("SHOAL_TOKEN", TEST_TOKEN)
         .env("RUST_LOG", "info")
-        .args(["learner", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["learner", "--listen", "127.0.0.1:0"])
         .args([
             "--run-dir",
             run_dir,
@@ -247,17 +278,17 @@ fn text_learner(
 async fn a_learner_without_actors_says_it_waits_and_ctrl_c_exits_130() {
     let dir = temp_dir("waiting");
     let run = dir.join("run");
-    let port = free_port();
-    let (mut child, mut lines) = text_learner(
-        port,
-        run.to_str().unwrap(),
-        &["--set", "ppo.learning_rate=0.001"],
-    );
+    let (mut child, mut lines) =
+        text_learner(run.to_str().unwrap(), &["--set", "ppo.learning_rate=0.001"]);
     let mut seen = Vec::new();
+    let mut port = None;
     let waited = tokio::time::timeout(Duration::from_secs(30), async {
         let mut waiting = 0;
         while let Some(line) = lines.next_line().await.unwrap() {
             seen.push(line.clone());
+            if let Some(rest) = line.split("listen=\"127.0.0.1:").nth(1) {
+                port = rest.split('"').next().and_then(|p| p.parse::<u16>().ok());
+            }
             if line.contains("waiting for actors") {
                 waiting += 1;
                 if waiting == 3 {
@@ -273,6 +304,7 @@ async fn a_learner_without_actors_says_it_waits_and_ctrl_c_exits_130() {
         "no `waiting for actors` within 30 s: {seen:#?}"
     );
     assert!(!seen.iter().any(|l| l.contains("NaN")), "{seen:#?}");
+    let port = port.unwrap_or_else(|| panic!("no `learner ready listen=...` line: {seen:#?}"));
     // The reachable learner refuses a health check without the token, and says so.
     let out = tokio::process::Command::new(shoal_exe())
         .args(["health", "--learner", &format!("http://127.0.0.1:{port}")])

@@ -114,15 +114,13 @@ pub fn compact_line(row: &StatusRow) -> String {
     parts.join(" | ")
 }
 
-/// Logs `row` as the status line (both forms). While no actor is connected and nothing arrives,
-/// the compact form says that the learner waits for actors.
+/// Logs `row` as the status line (both forms). While no actor is connected, a line that says
+/// the learner waits for actors replaces the compact form (JSON logs get both it and the row).
 pub fn status_line(row: &StatusRow) {
     let idle = row.connected_actors == Some(0);
     if idle {
         tracing::info!(
-            target: STATUS_TEXT_TARGET,
-            "waiting for actors: none connected (start them with `shoal actor --learner URL`; \
-             README: running across machines)"
+            "waiting for actors: none connected (actors join with `shoal actor --learner URL`)"
         );
     } else {
         tracing::info!(target: STATUS_TEXT_TARGET, "{}", compact_line(row));

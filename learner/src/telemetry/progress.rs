@@ -21,6 +21,8 @@ pub struct Progress {
     /// Episodes finished since the last [`Progress::take_episodes`] (at most
     /// [`Progress::MAX_EPISODES`]).
     episodes: Vec<Episode>,
+    /// Episodes beyond that, counted only.
+    episodes_not_recorded: u64,
 }
 
 /// One finished episode, as the run directory records it.
@@ -46,6 +48,7 @@ impl Progress {
             started: now,
             interval_start: now,
             episodes: Vec::new(),
+            episodes_not_recorded: 0,
         }
     }
 
@@ -53,8 +56,17 @@ impl Progress {
     /// recorded one by one.
     pub const MAX_EPISODES: usize = 100_000;
 
-    /// The episodes finished since the last call.
+    /// The episodes finished since the last call (with a warning when some were too many to
+    /// record one by one).
     pub fn take_episodes(&mut self) -> Vec<Episode> {
+        if self.episodes_not_recorded > 0 {
+            tracing::warn!(
+                not_recorded = self.episodes_not_recorded,
+                recorded = self.episodes.len(),
+                "more finished episodes in one status interval than episodes.csv records"
+            );
+            self.episodes_not_recorded = 0;
+        }
         std::mem::take(&mut self.episodes)
     }
 
@@ -63,6 +75,8 @@ impl Progress {
         self.counters.env_steps += env_steps;
         self.counters.add_episodes(returns, lengths);
         let room = Self::MAX_EPISODES.saturating_sub(self.episodes.len());
+        let finished = returns.len().min(lengths.len());
+        self.episodes_not_recorded += finished.saturating_sub(room) as u64;
         let steps = self.counters.env_steps;
         self.episodes.extend(
             returns

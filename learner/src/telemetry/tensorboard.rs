@@ -128,6 +128,19 @@ impl EventWriter {
 
     /// One event holding `scalars` (tag, value) at `step`, flushed.
     pub fn scalars(&mut self, step: u64, scalars: &[(String, f32)]) -> io::Result<()> {
+        self.scalar_event(step, scalars)?;
+        self.file.flush()
+    }
+
+    /// One event per `(step, scalars)`, flushed once at the end.
+    pub fn scalar_events(&mut self, points: &[(u64, Vec<(String, f32)>)]) -> io::Result<()> {
+        for (step, scalars) in points {
+            self.scalar_event(*step, scalars)?;
+        }
+        self.file.flush()
+    }
+
+    fn scalar_event(&mut self, step: u64, scalars: &[(String, f32)]) -> io::Result<()> {
         let summary = Summary {
             value: scalars
                 .iter()
@@ -143,8 +156,7 @@ impl EventWriter {
             step: step as i64,
             file_version: None,
             summary: Some(summary),
-        })?;
-        self.file.flush()
+        })
     }
 
     /// `text` under `tag` for TensorBoard's text tab (Markdown), at step 0, flushed.
