@@ -54,12 +54,16 @@ impl ActorOptions {
     }
 }
 
-/// Connects to the learner and registers (`previous_id`: the id this actor had).
+/// The id an actor was given and the secret that proves it (sent back when it reconnects).
+type HeldId = (u32, Vec<u8>);
+
+/// Connects to the learner and registers (`previous`: the id this actor held, with its
+/// secret); returns the client, the settings and the secret of the id given.
 async fn register(
     endpoint: &tonic::transport::Endpoint,
     options: &ActorOptions,
-    previous_id: Option<u32>,
-) -> Result<(Client, ActorSettings), SessionError> {
+    previous: Option<&HeldId>,
+) -> Result<(Client, ActorSettings, Vec<u8>), SessionError> {
     let mut client = connect(endpoint, options.token.clone())
         .await
         .map_err(|e| {
@@ -72,12 +76,13 @@ async fn register(
         .register(proto::RegisterRequest {
             protocol_version: PROTOCOL_VERSION as i32,
             name: options.name.clone(),
-            previous_actor_id: previous_id,
+            previous_actor_id: previous.map(|(id, _)| *id),
+            previous_actor_secret: previous.map(|(_, s)| s.clone().into()).unwrap_or_default(),
         })
         .await?
         .into_inner();
     let settings = ActorSettings::from_proto(&response).map_err(ActorError::from)?;
-    Ok((client, settings))
+    Ok((client, settings, response.actor_secret.to_vec()))
 }
 
 /// Runs an actor until the learner ends the run or `shutdown` is cancelled. Keeps retrying
@@ -99,44 +104,45 @@ pub async fn run(
     let mut backoff = Backoff::new(Duration::from_millis(100), options.max_backoff, jitter_seed);
     let mut summary = ActorSummary::default();
     let mut kept: Option<(ActorSettings, Box<dyn ActorAlgorithm>)> = None;
-    let mut actor_id = None;
+    let mut held: Option<HeldId> = None;
     // Unreachable since: from the first attempt, and from each lost connection.
     let mut unreachable_since = Some(std::time::Instant::now());
     loop {
-        let (mut client, settings) = match register(&endpoint, &options, actor_id).await {
-            Ok(ok) => ok,
-            Err(SessionError::Fatal(e)) => return Err(e),
-            Err(SessionError::Lost(status)) => {
-                let since = *unreachable_since.get_or_insert_with(std::time::Instant::now);
-                if let Some(limit) = options.give_up_after
-                    && since.elapsed() >= limit
-                {
-                    return Err(ActorError::GaveUp {
-                        learner: options.learner.clone(),
-                        secs: since.elapsed().as_secs_f64(),
-                        last_error: status.message().to_string(),
-                    });
+        let (mut client, settings, secret) =
+            match register(&endpoint, &options, held.as_ref()).await {
+                Ok(ok) => ok,
+                Err(SessionError::Fatal(e)) => return Err(e),
+                Err(SessionError::Lost(status)) => {
+                    let since = *unreachable_since.get_or_insert_with(std::time::Instant::now);
+                    if let Some(limit) = options.give_up_after
+                        && since.elapsed() >= limit
+                    {
+                        return Err(ActorError::GaveUp {
+                            learner: options.learner.clone(),
+                            secs: since.elapsed().as_secs_f64(),
+                            last_error: status.message().to_string(),
+                        });
+                    }
+                    let mut delay = backoff.next_delay();
+                    if let Some(limit) = options.give_up_after {
+                        delay = delay.min(limit.saturating_sub(since.elapsed()));
+                    }
+                    warn!(
+                        learner = options.learner,
+                        attempt = backoff.attempt(),
+                        retry_in_ms = delay.as_millis() as u64,
+                        error = status.message(),
+                        "learner unreachable; retrying"
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => continue,
+                        _ = shutdown.cancelled() => return Ok(summary),
+                    }
                 }
-                let mut delay = backoff.next_delay();
-                if let Some(limit) = options.give_up_after {
-                    delay = delay.min(limit.saturating_sub(since.elapsed()));
-                }
-                warn!(
-                    learner = options.learner,
-                    attempt = backoff.attempt(),
-                    retry_in_ms = delay.as_millis() as u64,
-                    error = status.message(),
-                    "learner unreachable; retrying"
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => continue,
-                    _ = shutdown.cancelled() => return Ok(summary),
-                }
-            }
-        };
-        let reconnect = actor_id.is_some();
+            };
+        let reconnect = held.is_some();
         summary.reconnects += reconnect as u32;
-        actor_id = Some(settings.actor_id);
+        held = Some((settings.actor_id, secret));
         backoff.reset();
         info!(
             learner = options.learner,

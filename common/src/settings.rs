@@ -317,6 +317,7 @@ mod tests {
         };
         proto::RegisterResponse {
             actor_id: 3,
+            actor_secret: vec![1; 32].into(),
             settings: Some(proto::RunSettings {
                 env_id: "CartPole-v1".into(),
                 num_envs: 2,

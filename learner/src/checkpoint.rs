@@ -22,6 +22,7 @@ use shoal_common::config::AlgorithmKind;
 use shoal_common::normalize::NormStats;
 use thiserror::Error;
 
+use crate::edge::actor_ids::IdKey;
 use crate::telemetry::RunCounters;
 
 /// The format this build writes.
@@ -157,6 +158,10 @@ pub struct CheckpointMeta {
     /// The algorithm's own typed state (see each algorithm's `State`); `null` when it has none.
     #[serde(default)]
     pub state: serde_json::Value,
+    /// The key of the actors' id secrets (hex; absent in checkpoints written before actors
+    /// proved their ids: a resumed run then draws a new one and its actors get new ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_id_key: Option<String>,
 }
 
 /// What every checkpoint holds besides the algorithm's own files and state.
@@ -172,6 +177,8 @@ pub struct CheckpointContent<'a> {
     pub normalization: &'a NormStats,
     /// The run's counters.
     pub counters: &'a RunCounters,
+    /// The key of the actors' id secrets.
+    pub actor_id_key: &'a IdKey,
 }
 
 /// A checkpoint read back from disk.
@@ -187,6 +194,8 @@ pub struct Checkpoint {
     pub counters: RunCounters,
     /// The algorithm's own state, for it to read as its typed state.
     pub state: serde_json::Value,
+    /// The key of the actors' id secrets, when the checkpoint has one.
+    pub actor_id_key: Option<IdKey>,
 }
 
 /// Writes `checkpoints/NAME/` under `run_dir` atomically: into a temporary directory, then
@@ -227,6 +236,7 @@ pub fn write(
             })
             .collect(),
         state,
+        actor_id_key: Some(c.actor_id_key.to_hex()),
     };
     let meta_path = tmp.join("checkpoint.json");
     let json = serde_json::to_string_pretty(&meta).expect("checkpoint metadata serialises");
@@ -317,12 +327,20 @@ pub fn load(
             path: dir.to_path_buf(),
             source,
         })?;
+    let actor_id_key = match &meta.actor_id_key {
+        Some(hex) => Some(IdKey::from_hex(hex).ok_or_else(|| CheckpointError::Meta {
+            path: dir.to_path_buf(),
+            message: "actor_id_key is not 64 hex digits".into(),
+        })?),
+        None => None,
+    };
     Ok(Checkpoint {
         dir: dir.to_path_buf(),
         params,
         normalization: meta.normalization,
         counters: meta.counters,
         state: meta.state,
+        actor_id_key,
     })
 }
 
@@ -421,12 +439,14 @@ mod tests {
             };
             counters.add_episodes(&[updates as f32], &[1]);
             let params = [updates as f32, -1.0];
+            let key = IdKey::generate().unwrap();
             let content = CheckpointContent {
                 algorithm: AlgorithmKind::Ppo,
                 layout: &layout,
                 params: &params,
                 normalization: &stats,
                 counters: &counters,
+                actor_id_key: &key,
             };
             write_periodic(root, 2, &content, |p| {
                 fs::write(p.join("optimizer.bpk"), b"x").unwrap();

@@ -25,6 +25,7 @@ use tracing::{info, warn};
 use crate::algo::{self, Setup};
 use crate::checkpoint::{self, Checkpoint};
 use crate::device;
+use crate::edge::actor_ids::IdKey;
 use crate::edge::door::RefusalLog;
 use crate::edge::server::Server;
 use crate::edge::{ActorRegistry, Door};
@@ -193,7 +194,15 @@ pub async fn start(
         None => None,
     };
     let timeout = Duration::from_secs_f64(config.learner.actor_timeout_secs);
-    let registry = Arc::new(ActorRegistry::new(counters.next_actor_id, timeout));
+    // The key of the actors' id secrets: the run's own, kept in its checkpoints.
+    let id_key = match restored.as_ref().and_then(|c| c.actor_id_key.clone()) {
+        Some(key) => key,
+        None => IdKey::generate().map_err(|source| LearnerError::RunDir {
+            path: "/dev/urandom".into(),
+            source,
+        })?,
+    };
+    let registry = Arc::new(ActorRegistry::new(counters.next_actor_id, id_key, timeout));
     let edge_counters = Arc::new(EdgeCounters::default());
     let board = Arc::new(StatusBoard::default());
     let started = algo::start(Setup {

@@ -324,6 +324,7 @@ pub async fn register_probe(client: &mut shoal_actor::Client) -> ActorSettings {
             protocol_version: shoal_common::settings::PROTOCOL_VERSION as i32,
             name: "probe".into(),
             previous_actor_id: None,
+            previous_actor_secret: Default::default(),
         })
         .await
         .expect("registration")

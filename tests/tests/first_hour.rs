@@ -100,7 +100,8 @@ fn a_run_directory_that_holds_a_run_is_refused_unless_told() {
     assert_eq!(events, 1);
     // Resuming a run that has no checkpoint starts it again, without its old rows.
     std::fs::remove_dir_all(run.join("checkpoints")).unwrap();
-    std::fs::write(run.join("metrics.jsonl"), "{\"env_steps\":999999}\n").unwrap();
+    let stale_row = "{\"env_steps\":987654321}";
+    std::fs::write(run.join("metrics.jsonl"), format!("{stale_row}\n")).unwrap();
     let resumed = shoal(&[
         "train",
         "--resume",
@@ -120,7 +121,7 @@ fn a_run_directory_that_holds_a_run_is_refused_unless_told() {
         stderr(&resumed)
     );
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    assert!(!metrics.contains("999999"), "{metrics}");
+    assert!(!metrics.contains(stale_row), "{metrics}");
     // One row per finished episode.
     let episodes = std::fs::read_to_string(run.join("episodes.csv")).unwrap();
     assert!(

@@ -67,6 +67,9 @@ pub enum ServiceError {
     /// The learner is stopping.
     #[error("learner is shutting down")]
     ShuttingDown,
+    /// Every actor id has been handed out.
+    #[error("every actor id of this run has been handed out")]
+    IdsExhausted,
     /// The request did not carry the run's token.
     #[error("missing or wrong token: send `authorization: Bearer <token>` (SHOAL_TOKEN)")]
     Unauthenticated,
@@ -87,6 +90,7 @@ impl From<ServiceError> for Status {
             | ServiceError::FutureVersion { .. } => Status::invalid_argument(msg),
             ServiceError::QueueFull(_) => Status::resource_exhausted(msg),
             ServiceError::ShuttingDown => Status::unavailable(msg),
+            ServiceError::IdsExhausted => Status::resource_exhausted(msg),
             ServiceError::Unauthenticated => Status::unauthenticated(msg),
         }
     }
@@ -106,6 +110,7 @@ impl ServiceError {
             ServiceError::Unauthenticated => &c.refused_unauthenticated,
             ServiceError::QueueFull(_)
             | ServiceError::ShuttingDown
+            | ServiceError::IdsExhausted
             | ServiceError::Rollout(_)
             | ServiceError::Gradient(_)
             | ServiceError::Transitions(_)

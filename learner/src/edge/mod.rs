@@ -11,6 +11,7 @@
 //! - [`error`]: why a request was refused, and the one mapping to `tonic::Status`.
 //! - [`limits`]: the request size limit.
 
+pub mod actor_ids;
 pub mod admission;
 pub mod door;
 pub mod error;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
+use super::actor_ids::IdKey;
 use crate::telemetry::EdgeCounters;
 use crate::telemetry::edge_counters::bump;
 
@@ -28,6 +29,8 @@ struct Actors {
 #[derive(Debug)]
 pub struct ActorRegistry {
     actors: Mutex<Actors>,
+    /// What actor-id secrets are made with.
+    key: IdKey,
     told: tokio::sync::Notify,
     /// `learner.actor_timeout_secs`.
     timeout: Duration,
@@ -35,13 +38,14 @@ pub struct ActorRegistry {
 
 impl ActorRegistry {
     /// A registry that hands out ids from `first_id` (above those of the run before a resume)
-    /// and forgets actors silent for `timeout`.
-    pub fn new(first_id: u32, timeout: Duration) -> Self {
+    /// with secrets made with `key`, and forgets actors silent for `timeout`.
+    pub fn new(first_id: u32, key: IdKey, timeout: Duration) -> Self {
         Self {
             actors: Mutex::new(Actors {
                 next_id: first_id.max(1),
                 ..Actors::default()
             }),
+            key,
             told: tokio::sync::Notify::new(),
             timeout,
         }
@@ -56,25 +60,32 @@ impl ActorRegistry {
         self.timeout
     }
 
-    /// Registers an actor named `name`. A reconnecting actor keeps its id (so its seed,
-    /// environments and exploration schedule carry on), also across a learner restart, unless
-    /// another actor holds it.
-    pub fn register(&self, name: &str, previous_id: Option<u32>) -> u32 {
+    /// Registers an actor named `name`; returns its id and the secret that proves it. A
+    /// reconnecting actor that shows the secret of an id this run issued keeps that id (so its
+    /// seed, environments and exploration schedule carry on), also across a learner resume;
+    /// any other gets a new id. `None` when every id has been issued.
+    pub fn register(&self, name: &str, previous: Option<(u32, &[u8])>) -> Option<(u32, Vec<u8>)> {
         let mut actors = self.lock();
-        let id = match previous_id {
-            Some(id) if id > 0 && actors.names.get(&id).is_none_or(|n| n == name) => {
-                actors.next_id = actors.next_id.max(id.saturating_add(1));
-                id
-            }
-            _ => {
+        let proven = previous
+            .filter(|&(id, secret)| id > 0 && id < actors.next_id && self.key.verify(id, secret))
+            .map(|(id, _)| id);
+        let id = match proven {
+            Some(id) => id,
+            None => {
                 let id = actors.next_id;
-                actors.next_id += 1;
+                // u32::MAX itself is never issued: next_id stays above every issued id.
+                actors.next_id = id.checked_add(1)?;
                 id
             }
         };
         actors.names.insert(id, name.to_string());
         actors.last_seen.insert(id, Instant::now());
-        id
+        Some((id, self.key.secret(id)))
+    }
+
+    /// The id key (saved with checkpoints, so that a resumed learner recognises its actors).
+    pub fn key(&self) -> &IdKey {
+        &self.key
     }
 
     /// Whether `actor_id` is known; records that it was seen.

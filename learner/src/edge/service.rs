@@ -44,7 +44,13 @@ impl ParameterService {
         if door.shutdown.is_cancelled() {
             return Err(ServiceError::ShuttingDown);
         }
-        let actor_id = door.registry.register(&req.name, req.previous_actor_id);
+        let previous = req
+            .previous_actor_id
+            .map(|id| (id, &req.previous_actor_secret[..]));
+        let (actor_id, actor_secret) = door
+            .registry
+            .register(&req.name, previous)
+            .ok_or(ServiceError::IdsExhausted)?;
         bump(&door.counters.registrations);
         info!(actor_id, name = req.name, peer, "actor registered");
         let c = &door.config;
@@ -65,6 +71,7 @@ impl ParameterService {
             settings: Some(settings),
             model: Some(model_spec_to_proto(&door.spec)),
             model_fingerprint: door.fingerprint.clone(),
+            actor_secret: actor_secret.into(),
         })
     }
 }

@@ -153,6 +153,7 @@ fn write_checkpoint<A: Algorithm>(
         params: &params,
         normalization: &normalization,
         counters: &counters,
+        actor_id_key: env.registry.key(),
     };
     let save = |dir: &Path| {
         let state = algo.save(dir)?;
