@@ -110,9 +110,10 @@ impl ParamLayout {
         if got == expected {
             Ok(())
         } else {
+            // The peer's text is echoed bounded: it goes into logs and the refusal message.
             Err(CodecError::Fingerprint {
                 expected,
-                got: got.to_string(),
+                got: crate::text::bounded(got),
             })
         }
     }

@@ -39,6 +39,7 @@ pub mod rollout;
 pub mod security;
 pub mod settings;
 pub mod stats;
+pub mod text;
 pub mod transition;
 
 /// Generated protocol types, client and server (`shoal.v1`).

@@ -95,3 +95,84 @@ async fn actor_ids_are_the_learners_to_hand_out() {
     resumed.shutdown.cancel();
     resumed.handle.await.unwrap().unwrap();
 }
+
+/// Finding 4: what a client sends is bounded wherever it is logged or echoed, and refusals
+/// before authentication are rate-limited like every other.
+#[tokio::test]
+async fn clients_cannot_inflate_logs_or_errors() {
+    let port = shoal_tests::free_port();
+    let dir = temp_dir("inflate");
+    let run = dir.join("run");
+    let mut learner = shoal_tests::LearnerProcess::spawn(
+        port,
+        &[
+            "--config",
+            "configs/cartpole-ppo.toml",
+            "--run-dir",
+            run.to_str().unwrap(),
+        ],
+    );
+    shoal_tests::wait_until_serving(&learner.url, std::time::Duration::from_secs(30)).await;
+
+    // 2,000 requests without the token.
+    let channel = Channel::from_shared(learner.url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut anonymous = ParameterServerClient::with_interceptor(channel, BearerAuth::new(None));
+    for _ in 0..2000 {
+        let err = anonymous
+            .get_parameters(proto::GetParametersRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    }
+
+    // A 100 KB name and a 50 KB fingerprint.
+    let mut c = raw_client(&learner.url).await;
+    let (id, _) = register(&mut c, &"n".repeat(100_000), None).await;
+    let err = c
+        .get_parameters(proto::GetParametersRequest {
+            actor_id: id,
+            model_fingerprint: "f".repeat(50_000),
+            have_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(err.message().len() < 400, "{} bytes", err.message().len());
+    assert!(err.message().contains("(50000 bytes)"), "{}", err.message());
+
+    learner
+        .wait_for(
+            "actor registered",
+            std::time::Duration::from_secs(10),
+            |_| true,
+        )
+        .await;
+    learner.terminate();
+    let (_, lines) = learner.finish().await;
+    let refusals: Vec<_> = lines
+        .iter()
+        .filter(|l| l["message"] == "request refused: missing or wrong token")
+        .collect();
+    assert!(
+        !refusals.is_empty() && refusals.len() <= 100,
+        "{} refusal lines for 2000 requests",
+        refusals.len()
+    );
+    let longest = lines.iter().map(|l| l.to_string().len()).max().unwrap();
+    assert!(longest < 2000, "a log line of {longest} bytes");
+    let registered = lines
+        .iter()
+        .find(|l| l["message"] == "actor registered")
+        .unwrap();
+    assert!(
+        registered["name"]
+            .as_str()
+            .unwrap()
+            .ends_with("…(100000 bytes)"),
+        "{registered}"
+    );
+}

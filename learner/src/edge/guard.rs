@@ -1,7 +1,9 @@
 //! The layer in front of every service the learner serves (the parameter server and the
 //! standard gRPC health service): it refuses requests without the run's token before any
 //! handler or decoder sees them, and counts the refusals the transport makes on its own
-//! (messages over the size limit, bytes that are not protobuf), which no handler sees.
+//! (messages over the size limit, bytes that are not protobuf), which no handler sees. Its log
+//! lines are rate-limited like every refusal's, and the client's rpc path is logged bounded: a
+//! flood of bad requests cannot flood the log.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use tonic::Status;
 use tower::{Layer, Service};
 use tracing::warn;
 
+use super::door::RefusalLog;
 use super::error::ServiceError;
 use crate::telemetry::EdgeCounters;
 use crate::telemetry::edge_counters::bump;
@@ -21,6 +24,7 @@ use crate::telemetry::edge_counters::bump;
 pub struct GuardLayer {
     token: Option<Arc<Token>>,
     counters: Arc<EdgeCounters>,
+    log: Arc<RefusalLog>,
 }
 
 impl GuardLayer {
@@ -29,6 +33,7 @@ impl GuardLayer {
         Self {
             token: token.map(Arc::new),
             counters,
+            log: Arc::default(),
         }
     }
 }
@@ -41,6 +46,7 @@ impl<S> Layer<S> for GuardLayer {
             inner,
             token: self.token.clone(),
             counters: self.counters.clone(),
+            log: self.log.clone(),
         }
     }
 }
@@ -51,6 +57,7 @@ pub struct Guard<S> {
     inner: S,
     token: Option<Arc<Token>>,
     counters: Arc<EdgeCounters>,
+    log: Arc<RefusalLog>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
@@ -94,12 +101,16 @@ where
                 .is_some_and(|v| token.accepts(v.as_bytes()));
             if !authorized {
                 bump(&self.counters.refused_unauthenticated);
-                warn!(
-                    rpc = req.uri().path(),
-                    peer = peer(&req),
-                    sent_authorization = req.headers().contains_key(http::header::AUTHORIZATION),
-                    "request refused: missing or wrong token"
-                );
+                if let Some(suppressed) = self.log.allow() {
+                    warn!(
+                        rpc = shoal_common::text::bounded(req.uri().path()),
+                        peer = peer(&req),
+                        sent_authorization =
+                            req.headers().contains_key(http::header::AUTHORIZATION),
+                        suppressed,
+                        "request refused: missing or wrong token"
+                    );
+                }
                 let status: Status = ServiceError::Unauthenticated.into();
                 return Box::pin(async move { Ok(status.into_http()) });
             }
@@ -108,7 +119,8 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let counters = self.counters.clone();
-        let rpc = req.uri().path().to_string();
+        let log = self.log.clone();
+        let rpc = shoal_common::text::bounded(req.uri().path());
         let peer = peer(&req);
         Box::pin(async move {
             let response = inner.call(req).await?;
@@ -127,7 +139,9 @@ where
             };
             if let Some(counter) = counter {
                 bump(counter);
-                warn!(rpc, peer, code = ?code, "request refused by the transport");
+                if let Some(suppressed) = log.allow() {
+                    warn!(rpc, peer, code = ?code, suppressed, "request refused by the transport");
+                }
             }
             Ok(response)
         })

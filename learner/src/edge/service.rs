@@ -47,12 +47,14 @@ impl ParameterService {
         let previous = req
             .previous_actor_id
             .map(|id| (id, &req.previous_actor_secret[..]));
+        // The name is the client's: kept (and logged, and a metric label) bounded.
+        let name = shoal_common::text::bounded(&req.name);
         let (actor_id, actor_secret) = door
             .registry
-            .register(&req.name, previous)
+            .register(&name, previous)
             .ok_or(ServiceError::IdsExhausted)?;
         bump(&door.counters.registrations);
-        info!(actor_id, name = req.name, peer, "actor registered");
+        info!(actor_id, name, peer, "actor registered");
         let c = &door.config;
         let mut settings = proto::RunSettings {
             env_id: c.env_id.clone(),
