@@ -405,4 +405,11 @@ fn the_progress_display_holds_at_80_columns() {
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{report}\n{}", stderr(&out));
     assert!(report.contains("--- exit status 0"), "{report}");
+    // The README's config is learner-bound by design on a small machine: said, not warned.
+    assert!(
+        !report
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("learner-bound")),
+        "{report}"
+    );
 }
