@@ -10,6 +10,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 use tracing::debug;
 
+pub use shoal_common::logging::error_chain;
 use shoal_common::proto::{self, parameter_server_client::ParameterServerClient};
 use shoal_common::security::{BearerAuth, Token};
 use shoal_common::settings::ActorSettings;
@@ -150,19 +151,4 @@ pub(crate) async fn first_parameters(
         .into_inner()
         .parameters
         .ok_or_else(|| SessionError::Lost(Status::unavailable("learner sent no parameters")))
-}
-
-/// `error: cause: cause…`, so that "transport error" says what happened underneath.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        // Wrapping layers often repeat their inner error's message.
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
 }

@@ -317,22 +317,6 @@ pub fn next_steps(s: &RunSummary) -> String {
     text
 }
 
-/// An error and its causes on one line, each cause once: wrapping layers often repeat their
-/// inner error's message, which is then not printed again.
-pub fn error_report(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,18 +357,6 @@ mod tests {
             "{line}"
         );
         assert!(next_steps(&summary).contains("shoal eval runs/x"));
-    }
-
-    #[test]
-    fn error_report_prints_each_cause_once() {
-        #[derive(Debug, Error)]
-        #[error("cannot listen on 127.0.0.1:1: {0}")]
-        struct Outer(#[source] std::io::Error);
-        let inner = std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
-        assert_eq!(
-            error_report(&Outer(inner)),
-            "cannot listen on 127.0.0.1:1: Address already in use"
-        );
     }
 
     #[test]

@@ -149,19 +149,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     let result = run(cli);
-    if logging::interrupted() {
-        // ctrl-c: the run was stopped cleanly (final checkpoint written), but by the user.
-        if let Err(e) = &result {
-            eprintln!("error: {}", shoal::error_report(e.as_ref()));
-        }
-        return ExitCode::from(130);
+    if let Err(e) = &result {
+        eprintln!("error: {}", logging::error_chain(e.as_ref()));
     }
     match result {
+        // ctrl-c: the run was stopped cleanly (final checkpoint written), but by the user.
+        _ if logging::interrupted() => ExitCode::from(130),
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", shoal::error_report(e.as_ref()));
-            ExitCode::FAILURE
-        }
+        Err(_) => ExitCode::FAILURE,
     }
 }
 

@@ -1,10 +1,14 @@
 //! `shoal runs`: one line per run under a directory (status, steps, best return, wall time),
-//! read from each run directory's `config.toml`, `summary.json` and `metrics.jsonl`.
+//! read from each run directory's `config.toml`, `summary.json` and `metrics.jsonl` as the
+//! typed config, summary and status rows. A row that does not parse (a running run's line still
+//! being written) is left out rather than failing the listing.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use shoal_common::config::RunConfig;
+use shoal_learner::RunSummary;
+use shoal_learner::telemetry::StatusRow;
 
 /// What `shoal runs` shows of one run.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,26 +62,21 @@ fn find_runs(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) -> std::io::Result<
 /// One run's row; `None` when its config cannot be read.
 fn read_run(dir: &Path) -> Option<RunRow> {
     let config = RunConfig::load(&dir.join("config.toml")).ok()?;
-    let summary: Option<serde_json::Value> = std::fs::read_to_string(dir.join("summary.json"))
+    let summary: Option<RunSummary> = std::fs::read_to_string(dir.join("summary.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
-    let rows: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("metrics.jsonl"))
+    let rows: Vec<StatusRow> = std::fs::read_to_string(dir.join("metrics.jsonl"))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     let last = rows.last();
-    let number = |v: Option<&serde_json::Value>, key: &str| v.and_then(|v| v[key].as_f64());
     let best_return = rows
         .iter()
-        .filter_map(|r| {
-            r["eval_return_mean"]
-                .as_f64()
-                .or(r["return_mean_100"].as_f64())
-        })
+        .filter_map(|r| r.eval_return_mean.or(r.return_mean_100))
         .reduce(f64::max);
     let status = match &summary {
-        Some(s) if s["solved"].as_bool() == Some(true) => "solved",
+        Some(s) if s.solved => "solved",
         Some(_) => "stopped",
         None => "incomplete",
     };
@@ -87,11 +86,16 @@ fn read_run(dir: &Path) -> Option<RunRow> {
         algorithm: config.algorithm.name().to_string(),
         seed: config.seed,
         status,
-        env_steps: number(summary.as_ref(), "env_steps")
-            .or(number(last, "env_steps"))
-            .unwrap_or(0.0) as u64,
+        env_steps: summary
+            .as_ref()
+            .map(|s| s.env_steps)
+            .or(last.and_then(|r| r.env_steps))
+            .unwrap_or(0),
         best_return,
-        wall_secs: number(summary.as_ref(), "wall_secs").or(number(last, "time_s")),
+        wall_secs: summary
+            .as_ref()
+            .map(|s| s.wall_secs)
+            .or(last.and_then(|r| r.time_s)),
     })
 }
 
@@ -148,9 +152,21 @@ mod tests {
             )
             .unwrap();
         }
+        let summary = RunSummary {
+            reason: "target_return 475 reached".into(),
+            solved: true,
+            counters: shoal_learner::telemetry::RunCounters {
+                env_steps: 250,
+                ..Default::default()
+            },
+            return_mean_100: Some(480.5),
+            wall_secs: 3.0,
+            update_secs: 2.0,
+            run_dir: solved.clone(),
+        };
         std::fs::write(
             solved.join("summary.json"),
-            "{\"solved\":true,\"env_steps\":250,\"wall_secs\":3.0}",
+            serde_json::to_string(&summary).unwrap(),
         )
         .unwrap();
         std::fs::create_dir_all(root.path().join("not-a-run")).unwrap();

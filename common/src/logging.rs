@@ -1,4 +1,5 @@
-//! Process set-up shared by the binaries: tracing and [`cancel_on_signals`].
+//! Process set-up shared by the binaries: tracing, [`cancel_on_signals`], and [`error_chain`]
+//! (an error with its causes, as logs and the command line print it).
 //!
 //! Tracing set-up for the binaries: `RUST_LOG` filtering (default `info`), human-readable text
 //! or one JSON object per line (`--log-format json`, for containers and log shippers). On a
@@ -110,6 +111,22 @@ impl tracing_subscriber::fmt::time::FormatTime for Uptime {
     }
 }
 
+/// An error and its causes on one line (`error: cause: cause…`), each cause once: wrapping
+/// layers often repeat their inner error's message, which is then not printed again.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Set when ctrl-c (SIGINT) asked the process to stop.
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -143,4 +160,29 @@ pub fn cancel_on_signals(token: tokio_util::sync::CancellationToken) {
         tracing::info!("shutdown requested by signal");
         token.cancel();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_chain_prints_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot listen on 127.0.0.1:1: {0}")]
+        struct Outer(#[source] std::io::Error);
+        #[derive(Debug, thiserror::Error)]
+        #[error("transport error")]
+        struct Transport(#[source] std::io::Error);
+        let in_use =
+            || std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
+        assert_eq!(
+            error_chain(&Outer(in_use())),
+            "cannot listen on 127.0.0.1:1: Address already in use"
+        );
+        assert_eq!(
+            error_chain(&Transport(in_use())),
+            "transport error: Address already in use"
+        );
+    }
 }

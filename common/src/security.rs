@@ -49,6 +49,19 @@ impl std::fmt::Debug for Token {
     }
 }
 
+/// 32 bytes from the operating system's random source (tokens, the learner's actor-id key).
+pub fn random_bytes() -> std::io::Result<[u8; 32]> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// `bytes` as lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl Token {
     /// Checks `value` (surrounding whitespace, such as a file's final newline, is dropped).
     pub fn new(value: &str) -> Result<Self, SecurityError> {
@@ -66,11 +79,7 @@ impl Token {
 
     /// 32 random bytes from the operating system, hex-encoded.
     pub fn generate() -> std::io::Result<Self> {
-        use std::io::Read;
-        let mut bytes = [0u8; 32];
-        std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        Ok(Self(hex))
+        Ok(Self(hex(&random_bytes()?)))
     }
 
     /// The token from `file` if given, else from `SHOAL_TOKEN_FILE`, else from `SHOAL_TOKEN`;

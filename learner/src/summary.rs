@@ -3,13 +3,14 @@
 use std::ops::Deref;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::telemetry::RunCounters;
 
 /// What a finished run reports. It reads as its counters (`summary.env_steps`), which the JSON
-/// form lists beside the rest.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// form lists beside the rest. The run directory keeps it as `summary.json` (`shoal runs` reads
+/// it back).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
     /// Why it stopped.
     pub reason: String,

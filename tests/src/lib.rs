@@ -283,6 +283,16 @@ pub async fn wait_until_serving(url: &str, within: std::time::Duration) {
     }
 }
 
+/// The Python of the tests' venv (`$SHOAL_PY_VENV`, default `~/.cache/shoal-py`, made by
+/// `scripts/install-deps`), when it exists.
+pub fn venv_python() -> Option<PathBuf> {
+    let venv = std::env::var_os("SHOAL_PY_VENV")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/shoal-py")))?;
+    let py = venv.join("bin/python");
+    py.exists().then_some(py)
+}
+
 /// Writes `config` as TOML into `dir` and returns the file's path.
 pub fn write_config(dir: &Path, config: &RunConfig) -> PathBuf {
     let path = dir.join("run.toml");

@@ -23,11 +23,10 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A short CartPole run in `dir` with extra arguments.
-fn short_run(dir: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
+/// A short training run (one actor, 1,000 steps); `args` name the config or run directory.
+fn short_train(args: &[&str]) -> Output {
+    let mut all = vec![
         "train",
-        "configs/cartpole-ppo.toml",
         "--actors",
         "1",
         "--device",
@@ -35,11 +34,16 @@ fn short_run(dir: &str, extra: &[&str]) -> Output {
         "--total-steps",
         "1000",
         "--no-progress",
-        "--run-dir",
-        dir,
     ];
+    all.extend_from_slice(args);
+    shoal(&all)
+}
+
+/// A short CartPole run in `dir` with extra arguments.
+fn short_run(dir: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["configs/cartpole-ppo.toml", "--run-dir", dir];
     args.extend_from_slice(extra);
-    shoal(&args)
+    short_train(&args)
 }
 
 #[test]
@@ -102,18 +106,7 @@ fn a_run_directory_that_holds_a_run_is_refused_unless_told() {
     std::fs::remove_dir_all(run.join("checkpoints")).unwrap();
     let stale_row = "{\"env_steps\":987654321}";
     std::fs::write(run.join("metrics.jsonl"), format!("{stale_row}\n")).unwrap();
-    let resumed = shoal(&[
-        "train",
-        "--resume",
-        run_s,
-        "--actors",
-        "1",
-        "--device",
-        "flex",
-        "--total-steps",
-        "1000",
-        "--no-progress",
-    ]);
+    let resumed = short_train(&["--resume", run_s]);
     assert!(resumed.status.success(), "{}", stderr(&resumed));
     assert!(
         stderr(&resumed).contains("starting it afresh"),
@@ -372,17 +365,8 @@ fn several_seeds_in_one_command_and_runs_lists_them() {
 /// screen for one progress line, no wrapped remnants of it and no log line glued onto it.
 #[test]
 fn the_progress_display_holds_at_80_columns() {
-    let venv = std::env::var_os("SHOAL_PY_VENV")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/shoal-py")
-        });
-    let python = venv.join("bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/install-deps (the README's test command does)",
-        python.display()
-    );
+    let python = shoal_tests::venv_python()
+        .expect("the tests' Python venv is missing: run scripts/install-deps (the README's test command does)");
     let run = temp_dir("terminal").join("run");
     let out = std::process::Command::new(python)
         .current_dir(repo_root())

@@ -31,14 +31,6 @@ fn metric(text: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
-fn python() -> Option<PathBuf> {
-    let venv = std::env::var_os("SHOAL_PY_VENV")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/shoal-py")))?;
-    let py = venv.join("bin/python");
-    py.exists().then_some(py)
-}
-
 fn shoal(args: &[&str]) -> String {
     let out = Command::new(shoal_exe())
         .args(args)
@@ -163,7 +155,7 @@ async fn a_cartpole_run_exports_metrics_plots_evaluates_and_exports_its_policy()
         })
         .collect();
     assert_eq!(events.len(), 1, "{events:?}");
-    if let Some(py) = python() {
+    if let Some(py) = shoal_tests::venv_python() {
         // TensorBoard's own loader (what `tensorboard --logdir` uses) reads the file.
         let read = Command::new(&py)
             .arg("-c")
@@ -319,7 +311,7 @@ async fn a_cartpole_run_exports_metrics_plots_evaluates_and_exports_its_policy()
         from_checkpoint,
         "identical action probabilities"
     );
-    match python() {
+    match shoal_tests::venv_python() {
         Some(py) => {
             let mut child = Command::new(py)
                 .arg(repo_root().join("scripts/policy_from_safetensors.py"))

@@ -7,6 +7,7 @@
 //! check is constant-time and the construction is the standard one.
 
 use ring::hmac;
+use shoal_common::security;
 
 /// The key actor-id secrets are made with.
 #[derive(Clone)]
@@ -31,15 +32,12 @@ impl IdKey {
 
     /// A fresh random key (a new run).
     pub fn generate() -> std::io::Result<Self> {
-        use std::io::Read;
-        let mut bytes = [0u8; 32];
-        std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-        Ok(Self::from_bytes(bytes))
+        Ok(Self::from_bytes(security::random_bytes()?))
     }
 
     /// The key as a checkpoint keeps it (hex).
     pub fn to_hex(&self) -> String {
-        self.bytes.iter().map(|b| format!("{b:02x}")).collect()
+        security::hex(&self.bytes)
     }
 
     /// A key saved with [`IdKey::to_hex`]; `None` when `hex` is not one.
