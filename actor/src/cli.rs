@@ -17,6 +17,10 @@ pub struct ActorArgs {
     /// Name reported to the learner (default: host name and process id).
     #[arg(long)]
     pub name: Option<String>,
+    /// The environment this actor is for: a learner whose run trains another is refused at
+    /// registration (default: run whatever the learner's run says).
+    #[arg(long, value_name = "ENV_ID", env = "SHOAL_ENV")]
+    pub env: Option<String>,
     /// Longest delay between reconnect attempts, in seconds.
     #[arg(long, default_value_t = 2.0)]
     pub max_backoff_secs: f64,
@@ -55,6 +59,7 @@ impl ActorArgs {
                 .map(|p| read_pem("TLS CA certificate", p))
                 .transpose()?,
             tls_domain: self.tls_domain.clone(),
+            env: self.env.clone(),
             give_up_after: self
                 .give_up_after_secs
                 .filter(|s| s.is_finite())

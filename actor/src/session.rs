@@ -37,6 +37,9 @@ pub struct ActorOptions {
     /// Stop with an error when the learner has been unreachable this long (`None`: retry for
     /// ever, what an actor under an orchestrator wants).
     pub give_up_after: Option<Duration>,
+    /// The environment this actor is for (stated at registration: a learner whose run trains
+    /// another refuses it); `None`: whatever the learner's run says.
+    pub env: Option<String>,
 }
 
 impl ActorOptions {
@@ -50,6 +53,7 @@ impl ActorOptions {
             tls_ca: None,
             tls_domain: None,
             give_up_after: None,
+            env: None,
         }
     }
 }
@@ -78,6 +82,8 @@ async fn register(
             name: options.name.clone(),
             previous_actor_id: previous.map(|(id, _)| *id),
             previous_actor_secret: previous.map(|(_, s)| s.clone().into()).unwrap_or_default(),
+            env_id: options.env.clone().unwrap_or_default(),
+            ..Default::default()
         })
         .await?
         .into_inner();

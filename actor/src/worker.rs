@@ -166,6 +166,7 @@ mod tests {
             seed: 5,
             algorithm: shoal_common::settings::AlgorithmSettings::Ppo,
             param_wait_ms: 10,
+            deterministic: false,
             normalize: NormalizeSettings::off(),
             model_fingerprint: model.layout().fingerprint(),
             model,

@@ -7,6 +7,8 @@
 //! - [`mod@env`]: the [`env::Env`] trait, the registry by Gymnasium id, CartPole, [`env::VecEnv`].
 //! - [`model`]: the actor-critic network, its [`model::ModelSpec`], initialisation and action
 //!   distributions.
+//! - [`episodes`]: what an actor may claim about the episodes it finished (time limit,
+//!   reward bounds, steps pushed).
 //! - [`evaluate`]: deterministic evaluation episodes (DQN's evaluator, `shoal eval`).
 //! - [`codec`]: parameters as little-endian `f32` bytes, layouts and fingerprints.
 //! - [`returns`]: GAE and n-step returns as pure functions, and the `[T, N]` column helpers.
@@ -27,6 +29,7 @@
 pub mod codec;
 pub mod config;
 pub mod env;
+pub mod episodes;
 pub mod evaluate;
 pub mod exploration;
 pub mod gradient;

@@ -160,6 +160,9 @@ pub struct ActorSettings {
     pub algorithm: AlgorithmSettings,
     /// How long to wait for a newer version after a push (ms).
     pub param_wait_ms: u32,
+    /// The run repeats bit for bit: after each push, wait for the next version however long
+    /// it takes.
+    pub deterministic: bool,
     /// How observations and rewards are normalised.
     pub normalize: NormalizeSettings,
     /// The network to build.
@@ -297,6 +300,7 @@ impl ActorSettings {
             seed: s.seed,
             algorithm,
             param_wait_ms: s.param_wait_ms,
+            deterministic: s.deterministic,
             normalize,
             model,
             model_fingerprint: msg.model_fingerprint.clone(),
@@ -328,6 +332,7 @@ mod tests {
                 normalization: Some(normalize_to_proto(&NormalizeSettings::off())),
                 a3c: None,
                 dqn: None,
+                deterministic: false,
             }),
             model_fingerprint: spec.layout().fingerprint(),
             model: Some(model_spec_to_proto(&spec)),

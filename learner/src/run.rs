@@ -15,6 +15,7 @@ use std::time::Duration;
 use shoal_common::codec::{ParamLayout, encode_f32};
 use shoal_common::config::{ConfigError, RunConfig};
 use shoal_common::env::{self, Space};
+use shoal_common::episodes::EpisodeBounds;
 use shoal_common::model::{ActionHead, ModelSpec};
 use shoal_common::normalize::NormStats;
 use shoal_common::rng::{derive_seed, streams};
@@ -64,8 +65,10 @@ pub fn model_spec(config: &RunConfig) -> Result<ModelSpec, LearnerError> {
 /// How long the learner keeps serving after the run ended so that pushing actors (A3C, DQN),
 /// which learn of the end from their next ack, are told.
 const TELL_PUSHERS: Duration = Duration::from_secs(1);
-/// How long the server may take to close its connections at the end.
-const SERVER_DRAIN: Duration = Duration::from_secs(2);
+/// How long the server may take to close its connections at the end; then those still open
+/// (clients that do not read what they were sent) are closed by the learner, and it waits as
+/// long again.
+const SERVER_DRAIN: Duration = Duration::from_millis(500);
 
 /// The run directory (under a default name: a new one, suffixed when the name is taken), and
 /// the checkpoint to resume from when `resume` asks for one. A new run never writes into a
@@ -224,6 +227,7 @@ pub async fn start(
         counters: edge_counters.clone(),
         board: board.clone(),
         refusal_log: RefusalLog::default(),
+        episode_bounds: EpisodeBounds::of(env::info(&config.env_id).map_err(ConfigError::from)?),
         shutdown: shutdown.clone(),
     });
     let metrics_server = metrics_listener.map(|listener| {
@@ -332,7 +336,18 @@ impl RunningLearner {
             .map_err(|p| LearnerError::TrainerPanic(format!("{p:?}")))??;
         let server_result = match server_result {
             Some(result) => Ok(result),
-            None => tokio::time::timeout(SERVER_DRAIN, &mut server.handle).await,
+            None => match tokio::time::timeout(SERVER_DRAIN, &mut server.handle).await {
+                Ok(result) => Ok(result),
+                Err(_) => {
+                    let closed = server.connections.close_all();
+                    warn!(
+                        closed,
+                        "connections still open {SERVER_DRAIN:?} after the end \
+                         (clients not reading); closed"
+                    );
+                    tokio::time::timeout(SERVER_DRAIN, &mut server.handle).await
+                }
+            },
         };
         match server_result {
             Ok(Ok(result)) => result?,

@@ -173,7 +173,22 @@ pub struct LearnerProcess {
 impl LearnerProcess {
     /// Starts `shoal learner --listen 127.0.0.1:PORT ARGS...` with [`TEST_TOKEN`] and JSON logs.
     pub fn spawn(port: u16, args: &[&str]) -> Self {
-        let mut child = Command::new(shoal_exe())
+        Self::spawn_with_open_files(port, None, args)
+    }
+
+    /// As [`LearnerProcess::spawn`], with the process's open-file limit (soft and hard) set to
+    /// `open_files` when given.
+    pub fn spawn_with_open_files(port: u16, open_files: Option<u64>, args: &[&str]) -> Self {
+        let mut command = match open_files {
+            Some(n) => {
+                let mut c = Command::new("bash");
+                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")])
+                    .arg(shoal_exe());
+                c
+            }
+            None => Command::new(shoal_exe()),
+        };
+        let mut child = command
             .current_dir(repo_root())
             .env(shoal_common::security::TOKEN_ENV, TEST_TOKEN)
             .env_remove(shoal_common::security::TOKEN_FILE_ENV)
@@ -334,7 +349,7 @@ pub async fn register_probe(client: &mut shoal_actor::Client) -> ActorSettings {
             protocol_version: shoal_common::settings::PROTOCOL_VERSION as i32,
             name: "probe".into(),
             previous_actor_id: None,
-            previous_actor_secret: Default::default(),
+            ..Default::default()
         })
         .await
         .expect("registration")
@@ -358,6 +373,7 @@ pub fn settings_for(
         seed,
         algorithm,
         param_wait_ms: 0,
+        deterministic: false,
         normalize: config.normalize_settings(),
         model_fingerprint: spec.layout().fingerprint(),
         model: spec.clone(),

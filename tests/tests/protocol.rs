@@ -119,7 +119,7 @@ async fn mismatches_and_bad_input_are_refused_with_specific_statuses() {
             protocol_version: 0,
             name: "old".into(),
             previous_actor_id: None,
-            previous_actor_secret: Default::default(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

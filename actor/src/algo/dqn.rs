@@ -4,6 +4,7 @@
 
 use shoal_common::env::{EnvError, VecEnv, VecStep};
 use shoal_common::model::argmax;
+use shoal_common::proto;
 use shoal_common::returns::{column, n_step_returns};
 use shoal_common::rng::{Rng, derive_seed};
 use shoal_common::settings::{ActorSettings, DqnActor};
@@ -12,7 +13,7 @@ use shoal_common::transition::TransitionBatch;
 
 use super::seam::{ActorAlgorithm, Link, Session, SessionResult};
 use crate::connection::{first_parameters, retry_while_full};
-use crate::error::SessionEnd;
+use crate::error::{SessionEnd, SessionError};
 use crate::policy::Policy;
 
 /// Environments and exploration state of one DQN actor.
@@ -167,6 +168,17 @@ async fn session(worker: &mut DqnWorker, link: Link<'_>) -> SessionResult {
     } = link;
     let mut policy =
         Policy::from_parameters(settings, &first_parameters(client, settings).await?)?.1;
+    // A deterministic run: each batch is made with the version that follows the previous
+    // batch's, which the parameter stream brings once the learner has closed the round.
+    let mut versions = if settings.deterministic {
+        let request = proto::SubscribeRequest {
+            actor_id: settings.actor_id,
+            model_fingerprint: settings.model_fingerprint.clone(),
+        };
+        Some(client.subscribe_parameters(request).await?.into_inner())
+    } else {
+        None
+    };
     loop {
         if shutdown.is_cancelled() {
             return Ok(SessionEnd::Cancelled);
@@ -192,8 +204,38 @@ async fn session(worker: &mut DqnWorker, link: Link<'_>) -> SessionResult {
         if let Some(epsilon) = ack.epsilon {
             worker.set_epsilon(epsilon);
         }
-        if let Some(p) = ack.parameters {
+        if let Some(stream) = versions.as_mut() {
+            let used = policy.version();
+            let next = tokio::select! {
+                next = next_version(stream, used) => next?,
+                _ = shutdown.cancelled() => return Ok(SessionEnd::Cancelled),
+            };
+            match next {
+                Ok(p) => policy = Policy::from_parameters(settings, &p)?.1,
+                Err(reason) => return Ok(SessionEnd::Finished(reason)),
+            }
+        } else if let Some(p) = ack.parameters {
             policy = Policy::from_parameters(settings, &p)?.1;
+        }
+    }
+}
+
+/// The first version newer than `used` on the parameter stream, or the run's end reason.
+async fn next_version(
+    stream: &mut tonic::Streaming<proto::ParameterUpdate>,
+    used: u64,
+) -> Result<Result<proto::Parameters, String>, SessionError> {
+    use proto::parameter_update::Update;
+    loop {
+        match stream.message().await?.and_then(|u| u.update) {
+            Some(Update::Parameters(p)) if p.version > used => return Ok(Ok(p)),
+            Some(Update::Finished(f)) => return Ok(Err(f.reason)),
+            Some(Update::Parameters(_)) => {}
+            None => {
+                return Err(SessionError::Lost(tonic::Status::unavailable(
+                    "parameter stream ended",
+                )));
+            }
         }
     }
 }
@@ -226,6 +268,7 @@ mod tests {
             seed: 3,
             algorithm: AlgorithmSettings::Dqn(dqn),
             param_wait_ms: 0,
+            deterministic: false,
             normalize: NormalizeSettings::off(),
             model_fingerprint: model.layout().fingerprint(),
             model: model.clone(),

@@ -1,6 +1,6 @@
 //! Synchronous PPO on the actor: subscribe to parameter versions, collect a rollout with the
 //! newest, push it; then, unless the learner still wants rollouts of this version, wait for the
-//! next one (at most `param_wait_ms`).
+//! next one (at most `param_wait_ms`; in a deterministic run, however long it takes).
 
 use std::time::Duration;
 
@@ -176,8 +176,14 @@ async fn session(worker: &mut Worker, link: Link<'_>) -> SessionResult {
             Latest::Nothing => false,
             Latest::Finished(_) | Latest::Lost(_) => true,
         });
+        // A deterministic run acts only with the version that follows, however long it takes.
+        let wait = if settings.deterministic {
+            Duration::MAX
+        } else {
+            param_wait
+        };
         tokio::select! {
-            _ = tokio::time::timeout(param_wait, newer) => {}
+            _ = tokio::time::timeout(wait, newer) => {}
             _ = shutdown.cancelled() => return Ok(SessionEnd::Cancelled),
         }
     }

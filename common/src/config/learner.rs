@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::limits::LimitsConfig;
 use super::range::{Invalid, Range, Section};
 
 /// Where the learner trains.
@@ -40,6 +41,8 @@ pub struct LearnerConfig {
     pub checkpoint_interval_updates: u64,
     /// Periodic checkpoints kept (the oldest are deleted); `final` is kept besides.
     pub keep_checkpoints: usize,
+    /// What clients may hold (`[learner.limits]`).
+    pub limits: LimitsConfig,
 }
 
 impl Default for LearnerConfig {
@@ -53,6 +56,7 @@ impl Default for LearnerConfig {
             checkpoint_interval_secs: 60.0,
             checkpoint_interval_updates: 0,
             keep_checkpoints: 3,
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -93,6 +97,7 @@ impl LearnerConfig {
             "keep_checkpoints",
             self.keep_checkpoints as u64,
             Range::AT_LEAST_ONE,
-        )
+        )?;
+        self.limits.validate()
     }
 }

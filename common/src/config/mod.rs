@@ -7,12 +7,14 @@
 //! # Layout
 //! - [`range`]: allowed ranges and the error that names field, value and range.
 //! - [`ppo`], [`a3c`], [`dqn`]: each algorithm's section.
-//! - [`model`], [`normalize`], [`learner`]: the network, normalisation and learner process.
+//! - [`model`], [`normalize`], [`learner`]: the network, normalisation and learner process;
+//!   [`limits`]: what clients may hold of the learner.
 //! - [`overrides`]: `--set` on the command line, unread sections, plain-worded parser errors.
 
 pub mod a3c;
 pub mod dqn;
 pub mod learner;
+pub mod limits;
 pub mod model;
 pub mod normalize;
 pub mod overrides;
@@ -29,6 +31,7 @@ use crate::env;
 pub use a3c::{A3cConfig, A3cOptimizer};
 pub use dqn::{DqnConfig, EpsilonSchedule};
 pub use learner::{DeviceChoice, LearnerConfig};
+pub use limits::LimitsConfig;
 pub use model::ModelConfig;
 pub use normalize::NormalizeConfig;
 pub use ppo::PpoConfig;
@@ -112,6 +115,12 @@ pub struct RunConfig {
     pub total_steps: u64,
     /// Stop when the mean return of the last 100 finished episodes reaches this.
     pub target_return: Option<f64>,
+    /// Repeat bit for bit: with the same seed and actor count (PPO: `ppo.rollouts_per_update`
+    /// actors; DQN: `dqn.num_actors`), the run's parameters, episodes and counts are the same
+    /// on every repeat on the same machine. Actors wait for each new version instead of
+    /// acting on an older one, so runs are slower; A3C cannot (it applies gradients in arrival
+    /// order).
+    pub deterministic: bool,
     /// PPO hyperparameters.
     pub ppo: PpoConfig,
     /// A3C hyperparameters.
@@ -136,6 +145,7 @@ impl Default for RunConfig {
             n_steps: 32,
             total_steps: 150_000,
             target_return: None,
+            deterministic: false,
             ppo: PpoConfig::default(),
             a3c: A3cConfig::default(),
             dqn: DqnConfig::default(),
@@ -202,7 +212,19 @@ impl RunConfig {
                 self.ppo.validate(self.num_envs * self.n_steps)?;
                 min_queue = self.ppo.rollouts_per_update;
             }
-            AlgorithmKind::A3c => self.a3c.validate()?,
+            AlgorithmKind::A3c => {
+                self.a3c.validate()?;
+                if self.deterministic {
+                    return Err(top
+                        .invalid(
+                            "deterministic",
+                            true,
+                            "A3C applies gradients in arrival order and cannot repeat bit for \
+                             bit (use ppo or dqn)",
+                        )
+                        .into());
+                }
+            }
             AlgorithmKind::Dqn => self.dqn.validate()?,
         }
         self.normalize

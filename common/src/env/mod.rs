@@ -153,43 +153,58 @@ pub struct EnvInfo {
     pub id: &'static str,
     /// Gymnasium's `max_episode_steps` (the [`TimeLimit`]).
     pub max_episode_steps: Option<usize>,
+    /// Smallest and largest reward of one step (what episode returns are checked against).
+    pub reward_range: (f64, f64),
     make: fn() -> Box<dyn Env>,
 }
 
+/// Pendulum's largest cost of one step: θ = π, θ̇ at its limit 8, torque 2.
+const PENDULUM_MAX_COST: f64 =
+    std::f64::consts::PI * std::f64::consts::PI + 0.1 * 64.0 + 0.001 * 4.0;
+
+// MountainCarContinuous: Gymnasium charges 0.1·a² on the unclipped action, so a step's reward
+// has no lower bound; the flag gives 100 once.
 const REGISTRY: &[EnvInfo] = &[
     EnvInfo {
         id: "CartPole-v1",
         max_episode_steps: Some(500),
+        reward_range: (0.0, 1.0),
         make: || Box::new(CartPole::default()),
     },
     EnvInfo {
         id: "Acrobot-v1",
         max_episode_steps: Some(500),
+        reward_range: (-1.0, 0.0),
         make: || Box::new(Acrobot::default()),
     },
     EnvInfo {
         id: "MountainCar-v0",
         max_episode_steps: Some(200),
+        reward_range: (-1.0, -1.0),
         make: || Box::new(MountainCar::default()),
     },
     EnvInfo {
         id: "MountainCarContinuous-v0",
         max_episode_steps: Some(999),
+        reward_range: (f64::NEG_INFINITY, 100.0),
         make: || Box::new(MountainCarContinuous::default()),
     },
     EnvInfo {
         id: "Pendulum-v1",
         max_episode_steps: Some(200),
+        reward_range: (-PENDULUM_MAX_COST, 0.0),
         make: || Box::new(Pendulum::default()),
     },
     EnvInfo {
         id: "GridWorld-3x3",
         max_episode_steps: Some(100),
+        reward_range: (-1.0, 1.0),
         make: || Box::new(gridworld::GridWorld::new(gridworld::GRID_3X3)),
     },
     EnvInfo {
         id: "GridWorld-4x4",
         max_episode_steps: Some(100),
+        reward_range: (-1.0, 1.0),
         make: || Box::new(gridworld::GridWorld::new(gridworld::GRID_4X4)),
     },
 ];
@@ -199,15 +214,20 @@ pub fn registry() -> &'static [EnvInfo] {
     REGISTRY
 }
 
-/// Builds the environment registered as `id`, wrapped in its time limit.
-pub fn make(id: &str) -> Result<Box<dyn Env>, EnvError> {
-    let info = REGISTRY
+/// The registry entry of `id`.
+pub fn info(id: &str) -> Result<&'static EnvInfo, EnvError> {
+    REGISTRY
         .iter()
         .find(|info| info.id == id)
         .ok_or_else(|| EnvError::UnknownId {
             id: id.to_string(),
             known: REGISTRY.iter().map(|i| i.id).collect::<Vec<_>>().join(", "),
-        })?;
+        })
+}
+
+/// Builds the environment registered as `id`, wrapped in its time limit.
+pub fn make(id: &str) -> Result<Box<dyn Env>, EnvError> {
+    let info = info(id)?;
     let env = (info.make)();
     Ok(match info.max_episode_steps {
         Some(max_steps) => Box::new(TimeLimit::new(env, max_steps)),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Sender, TrySendError};
 use shoal_common::codec::ParamLayout;
 use shoal_common::config::RunConfig;
+use shoal_common::episodes::{EpisodeBounds, EpisodeLedger, check_claims};
 use shoal_common::model::ModelSpec;
 use shoal_common::proto;
 use shoal_common::stats::ActorStats;
@@ -49,6 +50,15 @@ impl RefusalLog {
     }
 }
 
+/// A push's episode claims that fit ([`Door::check_episodes`]), to be booked when it is taken.
+#[derive(Debug)]
+#[must_use = "book the claim once the push is taken"]
+pub struct Claim {
+    actor_id: u32,
+    steps: u64,
+    claimed: u64,
+}
+
 /// What every push-and-pull ack carries besides its verdict.
 #[derive(Debug)]
 pub struct PushStart {
@@ -80,6 +90,8 @@ pub struct Door {
     pub board: Arc<StatusBoard>,
     /// Rate limit of refusal log lines.
     pub refusal_log: RefusalLog,
+    /// What the run's environment allows an episode to be.
+    pub episode_bounds: EpisodeBounds,
     /// The run's cancellation.
     pub shutdown: CancellationToken,
 }
@@ -100,6 +112,40 @@ impl Door {
             return Err(ServiceError::UnknownActor(actor_id));
         }
         self.layout.check_fingerprint(fingerprint)?;
+        Ok(())
+    }
+
+    /// Refuses a registration that states another environment, environment count or model
+    /// than the run's (what it leaves empty is not checked).
+    pub fn check_states(&self, req: &proto::RegisterRequest) -> Result<(), ServiceError> {
+        let c = &self.config;
+        let num_envs = if req.num_envs == 0 {
+            String::new()
+        } else {
+            req.num_envs.to_string()
+        };
+        let stated = [
+            ("environment", &req.env_id, &c.env_id),
+            (
+                "environment count (num_envs)",
+                &num_envs,
+                &c.num_envs.to_string(),
+            ),
+            (
+                "model fingerprint",
+                &req.model_fingerprint,
+                &self.fingerprint,
+            ),
+        ];
+        for (what, actor, run) in stated {
+            if !actor.is_empty() && actor != run {
+                return Err(ServiceError::Mismatch {
+                    what,
+                    run: run.clone(),
+                    actor: shoal_common::text::bounded(actor),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -173,6 +219,40 @@ impl Door {
                 .record_report(actor_id, self.registry.name(actor_id), stats);
         }
         Ok(())
+    }
+
+    /// Checks the episodes a push of `steps` environment steps claims to have finished against
+    /// the environment and the actor's account of steps pushed (counted in `rejected` and
+    /// logged when they do not fit): only claims that pass reach the run's statistics. What
+    /// passes is booked with [`Door::book`] once the push is taken (a push a full queue sends
+    /// back comes again).
+    pub fn check_episodes(
+        &self,
+        actor_id: u32,
+        steps: u64,
+        returns: &[f32],
+        lengths: &[u32],
+        rejected: &AtomicU64,
+    ) -> Result<Claim, ServiceError> {
+        let b = &self.episode_bounds;
+        let n = self.config.num_envs;
+        let checked = check_claims(b, steps, n, returns, lengths).and_then(|claimed| {
+            self.registry
+                .check_episodes(actor_id, steps, claimed, || EpisodeLedger::new(b, n))
+                .map(|()| Claim {
+                    actor_id,
+                    steps,
+                    claimed,
+                })
+        });
+        Ok(self.validated(checked, rejected, actor_id, "episode statistics")?)
+    }
+
+    /// Books a push's checked claims on its actor's account: the push was taken (queued, or
+    /// refused as stale for good).
+    pub fn book(&self, claim: Claim) {
+        self.registry
+            .book_episodes(claim.actor_id, claim.steps, claim.claimed);
     }
 
     /// Hands validated experience to the trainer; a full queue is backpressure.

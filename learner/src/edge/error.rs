@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicU64;
 
 use shoal_common::codec::CodecError;
 use shoal_common::config::AlgorithmKind;
+use shoal_common::episodes::EpisodeError;
 use shoal_common::gradient::GradientError;
 use shoal_common::rollout::RolloutError;
 use shoal_common::stats::StatsError;
@@ -42,6 +43,9 @@ pub enum ServiceError {
     /// A malformed transition batch.
     #[error(transparent)]
     Transitions(#[from] TransitionError),
+    /// Episodes the environment or the steps pushed cannot account for.
+    #[error("episode statistics: {0}")]
+    Episodes(#[from] EpisodeError),
     /// An implausible actor report.
     #[error(transparent)]
     ActorStats(#[from] StatsError),
@@ -53,6 +57,19 @@ pub enum ServiceError {
         /// The rpc called.
         rpc: &'static str,
     },
+    /// The actor states that it runs something else than the run.
+    #[error("this run's {what} is `{run}`; the actor runs `{actor}`")]
+    Mismatch {
+        /// What differs: environment, environment count, model fingerprint.
+        what: &'static str,
+        /// The run's.
+        run: String,
+        /// The actor's (bounded: it is the client's).
+        actor: String,
+    },
+    /// A stream limit was reached.
+    #[error("{0}; close a stream or retry later")]
+    TooManyStreams(String),
     /// A version the learner never published.
     #[error("rollout claims parameter version {got}, newest published is {latest}")]
     FutureVersion {
@@ -81,16 +98,20 @@ impl From<ServiceError> for Status {
         match e {
             ServiceError::Protocol { .. }
             | ServiceError::Fingerprint(_)
-            | ServiceError::WrongAlgorithm { .. } => Status::failed_precondition(msg),
+            | ServiceError::WrongAlgorithm { .. }
+            | ServiceError::Mismatch { .. } => Status::failed_precondition(msg),
             ServiceError::UnknownActor(_) => Status::not_found(msg),
             ServiceError::Rollout(_)
             | ServiceError::Gradient(_)
             | ServiceError::Transitions(_)
             | ServiceError::ActorStats(_)
+            | ServiceError::Episodes(_)
             | ServiceError::FutureVersion { .. } => Status::invalid_argument(msg),
             ServiceError::QueueFull(_) => Status::resource_exhausted(msg),
             ServiceError::ShuttingDown => Status::unavailable(msg),
-            ServiceError::IdsExhausted => Status::resource_exhausted(msg),
+            ServiceError::IdsExhausted | ServiceError::TooManyStreams(_) => {
+                Status::resource_exhausted(msg)
+            }
             ServiceError::Unauthenticated => Status::unauthenticated(msg),
         }
     }
@@ -106,6 +127,8 @@ impl ServiceError {
             ServiceError::UnknownActor(_) => &c.refused_unknown_actor,
             ServiceError::Fingerprint(_) => &c.refused_fingerprint,
             ServiceError::WrongAlgorithm { .. } => &c.refused_wrong_algorithm,
+            ServiceError::Mismatch { .. } => &c.refused_environment,
+            ServiceError::TooManyStreams(_) => &c.refused_streams,
             ServiceError::FutureVersion { .. } => &c.refused_future_version,
             ServiceError::Unauthenticated => &c.refused_unauthenticated,
             ServiceError::QueueFull(_)
@@ -114,7 +137,8 @@ impl ServiceError {
             | ServiceError::Rollout(_)
             | ServiceError::Gradient(_)
             | ServiceError::Transitions(_)
-            | ServiceError::ActorStats(_) => return None,
+            | ServiceError::ActorStats(_)
+            | ServiceError::Episodes(_) => return None,
         })
     }
 }

@@ -14,6 +14,7 @@ use tonic::Status;
 use tower::{Layer, Service};
 use tracing::warn;
 
+use super::connections::ConnInfo;
 use super::door::RefusalLog;
 use super::error::ServiceError;
 use crate::telemetry::EdgeCounters;
@@ -62,16 +63,14 @@ pub struct Guard<S> {
 
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
-/// The caller's address, as the transport recorded it (plain TCP or TLS).
+/// The caller's address, as the accept loop recorded it; handlers find it in the request's
+/// extensions.
+#[derive(Debug, Clone)]
+pub struct Peer(pub String);
+
 fn peer<B>(req: &http::Request<B>) -> String {
-    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-    let ext = req.extensions();
-    ext.get::<TcpConnectInfo>()
-        .or_else(|| {
-            ext.get::<TlsConnectInfo<TcpConnectInfo>>()
-                .map(TlsConnectInfo::get_ref)
-        })
-        .and_then(TcpConnectInfo::remote_addr)
+    ConnInfo::of(req.extensions())
+        .and_then(|c| c.remote)
         .map(|a| a.to_string())
         .unwrap_or_else(|| "unknown".into())
 }
@@ -93,7 +92,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         if let Some(token) = &self.token {
             let authorized = req
                 .headers()
@@ -115,13 +114,19 @@ where
                 return Box::pin(async move { Ok(status.into_http()) });
             }
         }
+        // Authenticated (or no token is required): the connection is no longer closed by the
+        // auth timeout nor displaced at the connection limit.
+        if let Some(conn) = ConnInfo::of(req.extensions()) {
+            conn.authenticated();
+        }
+        let peer = peer(&req);
+        req.extensions_mut().insert(Peer(peer.clone()));
         // The service that was polled ready serves this call; its clone waits for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let counters = self.counters.clone();
         let log = self.log.clone();
         let rpc = shoal_common::text::bounded(req.uri().path());
-        let peer = peer(&req);
         Box::pin(async move {
             let response = inner.call(req).await?;
             // A refusal before the handler ran comes back as a trailers-only response: its

@@ -2,6 +2,7 @@
 //! everything from the network and never touch tensors.
 //!
 //! - `server`: the tonic server (transport settings, TLS, health) behind [`guard`].
+//! - [`connections`]: the accept loop and the open connections (cap, auth timeout, closing).
 //! - [`guard`]: the auth layer in front of every rpc, and transport-level refusal counts.
 //! - [`service`]: the rpc handlers; pushes are delegated to the run's algorithm.
 //! - [`admission`]: what the handlers delegate pushes to (each algorithm implements it).
@@ -13,6 +14,7 @@
 
 pub mod actor_ids;
 pub mod admission;
+pub mod connections;
 pub mod door;
 pub mod error;
 pub mod guard;

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use shoal_common::episodes::{EpisodeError, EpisodeLedger};
 use tracing::{info, warn};
 
 use super::actor_ids::IdKey;
@@ -23,6 +24,8 @@ struct Actors {
     last_seen: HashMap<u32, Instant>,
     /// Pushing actors whose ack said the run is over.
     told_finished: HashSet<u32>,
+    /// Each actor's account of steps pushed against episodes claimed.
+    ledgers: HashMap<u32, EpisodeLedger>,
 }
 
 /// See the module docs.
@@ -107,6 +110,29 @@ impl ActorRegistry {
             .unwrap_or_default()
     }
 
+    /// Whether a push of `steps` whose finished episodes span `claimed` steps fits
+    /// `actor_id`'s account (opened with `open` at its first push).
+    pub fn check_episodes(
+        &self,
+        actor_id: u32,
+        steps: u64,
+        claimed: u64,
+        open: impl FnOnce() -> EpisodeLedger,
+    ) -> Result<(), EpisodeError> {
+        self.lock()
+            .ledgers
+            .entry(actor_id)
+            .or_insert_with(open)
+            .check(steps, claimed)
+    }
+
+    /// Books a push that was taken on `actor_id`'s account.
+    pub fn book_episodes(&self, actor_id: u32, steps: u64, claimed: u64) {
+        if let Some(ledger) = self.lock().ledgers.get_mut(&actor_id) {
+            ledger.book(steps, claimed);
+        }
+    }
+
     /// Records a push from an actor that does not subscribe (its acks carry parameters).
     pub fn pushed(&self, actor_id: u32) {
         self.lock().last_push.insert(actor_id, Instant::now());
@@ -149,6 +175,7 @@ impl ActorRegistry {
             let name = actors.names.remove(id).unwrap_or_default();
             actors.last_seen.remove(id);
             actors.last_push.remove(id);
+            actors.ledgers.remove(id);
             bump(&counters.actors_timed_out);
             warn!(
                 actor_id = id,
@@ -160,9 +187,28 @@ impl ActorRegistry {
         silent
     }
 
-    /// A parameter subscription of `actor_id` opened.
-    pub fn subscription_opened(&self, actor_id: u32) {
+    /// Opens a parameter subscription of `actor_id`, unless it holds `per_actor` already or
+    /// `total` are open (then: why not).
+    pub fn subscription_opened(
+        &self,
+        actor_id: u32,
+        per_actor: usize,
+        total: usize,
+    ) -> Result<(), String> {
         let mut actors = self.lock();
+        let held = actors.subscribed.get(&actor_id).copied().unwrap_or(0);
+        if held >= per_actor {
+            return Err(format!(
+                "actor {actor_id} holds {held} parameter subscriptions already \
+                 (learner.limits.max_subscriptions_per_actor)"
+            ));
+        }
+        let open: usize = actors.subscribed.values().sum();
+        if open >= total {
+            return Err(format!(
+                "{open} parameter subscriptions are open (learner.limits.max_subscriptions)"
+            ));
+        }
         *actors.subscribed.entry(actor_id).or_default() += 1;
         let name = actors.names.get(&actor_id).cloned().unwrap_or_default();
         info!(
@@ -171,6 +217,7 @@ impl ActorRegistry {
             connected = actors.subscribed.len(),
             "actor connected"
         );
+        Ok(())
     }
 
     /// A parameter subscription of `actor_id` closed, however it ended.

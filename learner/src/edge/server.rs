@@ -1,6 +1,7 @@
 //! The gRPC server: the parameter service and the standard health service behind the auth
 //! layer, with the transport settings both ends share (large HTTP/2 windows and frames,
-//! NODELAY, keepalive pings within the actor timeout) and TLS when configured.
+//! NODELAY, keepalive pings within the actor timeout), the learner's limits (connections, auth
+//! timeout, streams per connection) and TLS when configured.
 
 use std::sync::Arc;
 
@@ -9,10 +10,10 @@ use shoal_common::security::Token;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
 
 use super::admission::Admission;
+use super::connections::{Connections, fit_connection_limit, incoming};
 use super::door::Door;
 use super::guard::GuardLayer;
 use super::limits::max_request_bytes;
@@ -24,6 +25,8 @@ use crate::options::TlsIdentity;
 pub(crate) struct Server {
     /// Ends when the server stops.
     pub handle: JoinHandle<Result<(), tonic::transport::Error>>,
+    /// Its open connections.
+    pub connections: Arc<Connections>,
     health: HealthReporter,
 }
 
@@ -46,6 +49,13 @@ impl Server {
         // actor timeout.
         let keepalive = door.registry.timeout() / 2;
         let counters = door.counters.clone();
+        let limits = &door.config.learner.limits;
+        let connections = Connections::new(
+            fit_connection_limit(limits.max_connections),
+            std::time::Duration::from_secs_f64(limits.auth_timeout_secs),
+            counters.clone(),
+        );
+        let max_streams = limits.max_streams_per_connection;
         let service = ParameterServerServer::new(ParameterService::new(door, algorithm))
             .max_decoding_message_size(max_request)
             .max_encoding_message_size(shoal_common::MAX_MESSAGE_BYTES);
@@ -54,7 +64,8 @@ impl Server {
             .initial_connection_window_size(Some(2 * shoal_common::HTTP2_WINDOW_BYTES))
             .max_frame_size(shoal_common::HTTP2_MAX_FRAME_BYTES)
             .http2_keepalive_interval(Some(keepalive))
-            .http2_keepalive_timeout(Some(keepalive));
+            .http2_keepalive_timeout(Some(keepalive))
+            .max_concurrent_streams(Some(max_streams));
         if let Some(tls) = tls {
             builder = builder.tls_config(
                 tonic::transport::ServerTlsConfig::new()
@@ -66,15 +77,16 @@ impl Server {
                 .layer(GuardLayer::new(token, counters))
                 .add_service(health_service)
                 .add_service(service)
-                // The builder's TCP settings do not reach a listener we bring; without NODELAY,
-                // a parameter version's last segment waited for the actor's delayed ACK
-                // (~12 ms here).
                 .serve_with_incoming_shutdown(
-                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    incoming(listener, connections.clone(), shutdown.clone()),
                     async move { shutdown.cancelled().await },
                 ),
         );
-        Ok(Self { handle, health })
+        Ok(Self {
+            handle,
+            connections,
+            health,
+        })
     }
 
     /// Tells health checks the learner no longer serves.

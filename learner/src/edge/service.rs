@@ -13,6 +13,7 @@ use tracing::info;
 use super::admission::Admission;
 use super::door::Door;
 use super::error::ServiceError;
+use super::guard::Peer;
 use super::stream::{UpdateStream, subscribe};
 use crate::telemetry::edge_counters::bump;
 
@@ -44,6 +45,7 @@ impl ParameterService {
         if door.shutdown.is_cancelled() {
             return Err(ServiceError::ShuttingDown);
         }
+        door.check_states(&req)?;
         let previous = req
             .previous_actor_id
             .map(|id| (id, &req.previous_actor_secret[..]));
@@ -62,6 +64,7 @@ impl ParameterService {
             n_steps: c.n_steps as u32,
             seed: derive_seed(c.seed, streams::ACTOR_BASE + actor_id as u64),
             param_wait_ms: c.learner.param_wait_ms,
+            deterministic: c.deterministic,
             normalization: Some(normalize_to_proto(&c.normalize_settings())),
             ..proto::RunSettings::default()
         };
@@ -90,8 +93,9 @@ impl ParameterServer for ParameterService {
         request: Request<proto::RegisterRequest>,
     ) -> Result<Response<proto::RegisterResponse>, Status> {
         let peer = request
-            .remote_addr()
-            .map(|a| a.to_string())
+            .extensions()
+            .get::<Peer>()
+            .map(|p| p.0.clone())
             .unwrap_or_default();
         respond(&self.door, self.register(request.into_inner(), peer))
     }
@@ -125,7 +129,7 @@ impl ParameterServer for ParameterService {
         let checked = self
             .door
             .check_actor(req.actor_id, &req.model_fingerprint)
-            .map(|()| subscribe(self.door.clone(), req.actor_id));
+            .and_then(|()| subscribe(self.door.clone(), req.actor_id));
         respond(&self.door, checked)
     }
 

@@ -13,6 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::door::Door;
+use super::error::ServiceError;
 
 /// The response stream of `SubscribeParameters`.
 pub type UpdateStream = Pin<Box<dyn Stream<Item = Result<proto::ParameterUpdate, Status>> + Send>>;
@@ -41,9 +42,17 @@ impl Drop for SubscriptionGuard {
     }
 }
 
-/// Opens `actor_id`'s subscription (already checked) and returns its stream.
-pub fn subscribe(door: Arc<Door>, actor_id: u32) -> UpdateStream {
-    door.registry.subscription_opened(actor_id);
+/// Opens `actor_id`'s subscription (already checked) and returns its stream; refused when a
+/// stream limit is reached.
+pub fn subscribe(door: Arc<Door>, actor_id: u32) -> Result<UpdateStream, ServiceError> {
+    let limits = &door.config.learner.limits;
+    door.registry
+        .subscription_opened(
+            actor_id,
+            limits.max_subscriptions_per_actor,
+            limits.max_subscriptions,
+        )
+        .map_err(ServiceError::TooManyStreams)?;
     let guard = SubscriptionGuard {
         door: door.clone(),
         actor_id,
@@ -62,8 +71,15 @@ pub fn subscribe(door: Arc<Door>, actor_id: u32) -> UpdateStream {
                     )),
                 },
             };
-            if tx.send(Ok(msg)).await.is_err() || snap.finished.is_some() {
-                break; // the client left, or the run is over
+            // A client that does not read (its flow-control window full) holds this send: the
+            // shutdown does not wait for it.
+            let sent = tokio::select! {
+                biased;
+                sent = tx.send(Ok(msg)) => sent.is_ok(),
+                _ = door.shutdown.cancelled(), if snap.finished.is_none() => false,
+            };
+            if !sent || snap.finished.is_some() {
+                break; // the client left, the run is over, or the learner is stopping
             }
             tokio::select! {
                 // A new version (or the end of the run) before anything else: the trainer
@@ -90,5 +106,5 @@ pub fn subscribe(door: Arc<Door>, actor_id: u32) -> UpdateStream {
             }
         }
     });
-    Box::pin(ReceiverStream::new(rx))
+    Ok(Box::pin(ReceiverStream::new(rx)))
 }

@@ -31,6 +31,13 @@ pub struct EdgeCounters {
     pub refused_protocol: AtomicU64,
     /// Pushes of another algorithm's experience.
     pub refused_wrong_algorithm: AtomicU64,
+    /// Registrations stating another environment, environment count or model than the run's.
+    pub refused_environment: AtomicU64,
+    /// Connections closed at `learner.limits.max_connections`: the new one, or the oldest
+    /// one that had not authenticated.
+    pub refused_connections: AtomicU64,
+    /// Parameter subscriptions refused by the per-actor or total stream limit.
+    pub refused_streams: AtomicU64,
     /// Messages over the run's size limit (refused by the transport, OUT_OF_RANGE).
     pub refused_oversized: AtomicU64,
     /// Messages that are not valid protobuf (refused by the transport, INTERNAL).
@@ -70,6 +77,9 @@ impl EdgeCounters {
                 &mut row.refused_wrong_algorithm,
                 r(&self.refused_wrong_algorithm),
             ),
+            (&mut row.refused_environment, r(&self.refused_environment)),
+            (&mut row.refused_connections, r(&self.refused_connections)),
+            (&mut row.refused_streams, r(&self.refused_streams)),
             (&mut row.refused_oversized, r(&self.refused_oversized)),
             (&mut row.refused_undecodable, r(&self.refused_undecodable)),
         ];

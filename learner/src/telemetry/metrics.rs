@@ -266,6 +266,12 @@ status_table! {
     refused_protocol: u64, Counter, Tag::Shoal;
     /// Pushes of another algorithm's experience.
     refused_wrong_algorithm: u64, Counter, Tag::Shoal;
+    /// Registrations stating another environment, environment count or model.
+    refused_environment: u64, Counter, Tag::Shoal;
+    /// Connections closed at the connection limit (new, or unauthenticated and displaced).
+    refused_connections: u64, Counter, Tag::Shoal;
+    /// Parameter subscriptions refused by a stream limit.
+    refused_streams: u64, Counter, Tag::Shoal;
     /// Messages over the run's size limit.
     refused_oversized: u64, Counter, Tag::Shoal;
     /// Messages that are not valid protobuf.

@@ -60,15 +60,25 @@ impl Admission for A3cAdmission {
             "gradient",
         )?;
         door.record_report(msg.actor_id, msg.actor_stats.as_ref(), rejected)?;
+        let claim = door.check_episodes(
+            msg.actor_id,
+            grad.env_steps.into(),
+            &grad.episode_returns,
+            &grad.episode_lengths,
+            rejected,
+        )?;
         if let Err(staleness) = self.staleness.check(msg.version, start.current_version) {
             ack.reason = format!(
                 "stale: computed on version {}, {staleness} behind (max_staleness {})",
                 msg.version,
                 self.staleness.max()
             );
+            // Refused for good (the actor does not send it again): its steps were taken.
+            door.book(claim);
             return Ok(ack);
         }
         door.enqueue(&self.queue, grad)?;
+        door.book(claim);
         ack.accepted = true;
         Ok(ack)
     }

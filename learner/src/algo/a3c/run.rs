@@ -80,10 +80,11 @@ impl Algorithm for A3cRun {
         let burst = std::iter::once(first).chain(rx.try_iter().take(MAX_BURST - 1));
         for mut g in burst {
             let progress = &mut *cx.progress;
-            progress.add_experience(g.env_steps as u64, &g.episode_returns, &g.episode_lengths);
             let Ok(staleness) = self.staleness.check(g.version, progress.counters.version) else {
                 continue;
             };
+            // Only applied gradients count: their steps and the episodes they finished.
+            progress.add_experience(g.env_steps as u64, &g.episode_returns, &g.episode_lengths);
             progress.lag.record(staleness);
             let norm = self.trainer.apply(std::mem::take(&mut g.grad));
             let s = &mut self.stats;

@@ -1,9 +1,14 @@
 //! DQN on the trainer thread: insert pushed transitions, do `replay_ratio` updates per inserted
 //! transition once `learning_starts` are held, update the target network, publish, evaluate
 //! the greedy policy (the target return is judged on the evaluation return).
+//!
+//! A deterministic run goes in lockstep rounds: one batch from each of `dqn.num_actors`
+//! actors, all made with the current version, taken in actor order; then one new version.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use serde::{Deserialize, Serialize};
@@ -48,6 +53,9 @@ pub(crate) struct DqnRun {
     owed: f64,
     last: DqnStats,
     evaluations: u64,
+    /// A deterministic run's current round, by actor, and when its first batch came.
+    round: BTreeMap<u32, TransitionBatch>,
+    round_started: Option<Instant>,
 }
 
 impl DqnRun {
@@ -68,7 +76,73 @@ impl DqnRun {
             owed: 0.0,
             last: DqnStats::default(),
             evaluations: 0,
+            round: BTreeMap::new(),
+            round_started: None,
         }
+    }
+
+    /// Takes one batch in: counted, inserted, and the updates it makes due.
+    fn absorb(&mut self, batch: TransitionBatch, cx: &mut Cx) {
+        let progress = &mut *cx.progress;
+        progress.add_experience(
+            batch.len() as u64,
+            &batch.episode_returns,
+            &batch.episode_lengths,
+        );
+        self.exploration.advance(progress.counters.env_steps);
+        let version = progress.counters.version;
+        progress.lag.record(version.saturating_sub(batch.version));
+        self.trainer.insert(&batch);
+        let d = &self.config.dqn;
+        if self.trainer.replay.len() >= d.learning_starts {
+            self.owed += batch.len() as f64 * d.replay_ratio;
+            self.learning_inserted += batch.len() as u64;
+        }
+        self.learn(cx);
+    }
+
+    /// Whether the run is over: the greedy evaluation reached the target, or the budget is
+    /// spent.
+    fn stop(&self, cx: &Cx) -> Option<Stop> {
+        let counters = &cx.progress.counters;
+        if let (Some(target), Some(eval)) = (self.config.target_return, counters.eval_return_mean)
+            && eval >= target
+        {
+            return Some(Stop::new(
+                format!("target_return {target} reached: greedy evaluation mean return {eval:.1}"),
+                true,
+            ));
+        }
+        Stop::on_budget(&self.config, counters)
+    }
+
+    /// A deterministic run: keeps `batch` for the round; once every actor's is in, takes them
+    /// in actor order and publishes one version.
+    fn join_round(&mut self, batch: TransitionBatch, cx: &mut Cx) -> Option<Stop> {
+        let counters = &mut cx.progress.counters;
+        if batch.version != counters.version || self.round.contains_key(&batch.actor_id) {
+            // Not part of the lockstep (an actor that did not wait, or a second batch).
+            counters.rollouts_stale += 1;
+            return None;
+        }
+        self.round.insert(batch.actor_id, batch);
+        self.round_started.get_or_insert_with(Instant::now);
+        if self.round.len() < self.config.dqn.num_actors {
+            return None;
+        }
+        self.close_round(cx)
+    }
+
+    fn close_round(&mut self, cx: &mut Cx) -> Option<Stop> {
+        self.round_started = None;
+        for (_, batch) in std::mem::take(&mut self.round) {
+            self.absorb(batch, cx);
+        }
+        let counters = &mut cx.progress.counters;
+        counters.version = cx
+            .publisher
+            .publish(&self.trainer.params(), self.normalization.clone());
+        self.stop(cx)
     }
 
     /// Greedy episodes with the current parameters; their mean return.
@@ -113,7 +187,8 @@ impl DqnRun {
             if counters.updates.is_multiple_of(d.target_update_interval) {
                 self.trainer.sync_target();
             }
-            if counters.updates.is_multiple_of(d.publish_interval) {
+            // A deterministic run publishes once per round instead.
+            if !config.deterministic && counters.updates.is_multiple_of(d.publish_interval) {
                 counters.version = cx
                     .publisher
                     .publish(&self.trainer.params(), self.normalization.clone());
@@ -141,32 +216,29 @@ impl Algorithm for DqnRun {
         _rx: &Receiver<TransitionBatch>,
         cx: &mut Cx,
     ) -> Option<Stop> {
-        let progress = &mut *cx.progress;
-        progress.add_experience(
-            batch.len() as u64,
-            &batch.episode_returns,
-            &batch.episode_lengths,
+        if self.config.deterministic {
+            return self.join_round(batch, cx);
+        }
+        self.absorb(batch, cx);
+        self.stop(cx)
+    }
+
+    fn poll(&mut self, cx: &mut Cx) -> Option<Stop> {
+        // A deterministic round missing an actor for the actor timeout: it is gone; go on
+        // without it (the run no longer repeats).
+        let started = self.round_started?;
+        let timeout = Duration::from_secs_f64(self.config.learner.actor_timeout_secs);
+        if started.elapsed() < timeout {
+            return None;
+        }
+        tracing::warn!(
+            batches = self.round.len(),
+            wanted = self.config.dqn.num_actors,
+            "actors missing: closing the round without them; this deterministic run will \
+             not repeat bit for bit"
         );
-        self.exploration.advance(progress.counters.env_steps);
-        let version = progress.counters.version;
-        progress.lag.record(version.saturating_sub(batch.version));
-        self.trainer.insert(&batch);
-        let d = &self.config.dqn;
-        if self.trainer.replay.len() >= d.learning_starts {
-            self.owed += batch.len() as f64 * d.replay_ratio;
-            self.learning_inserted += batch.len() as u64;
-        }
-        self.learn(cx);
-        let counters = &cx.progress.counters;
-        if let (Some(target), Some(eval)) = (self.config.target_return, counters.eval_return_mean)
-            && eval >= target
-        {
-            return Some(Stop::new(
-                format!("target_return {target} reached: greedy evaluation mean return {eval:.1}"),
-                true,
-            ));
-        }
-        Stop::on_budget(&self.config, counters)
+        cx.progress.counters.partial_updates += 1;
+        self.close_round(cx)
     }
 
     fn status(&mut self, row: &mut StatusRow, counters: &RunCounters, _interval_secs: f64) {

@@ -45,7 +45,15 @@ impl Admission for PpoAdmission {
             "rollout",
         )?;
         door.record_report(msg.actor_id, msg.actor_stats.as_ref(), rejected)?;
+        let claim = door.check_episodes(
+            msg.actor_id,
+            rollout.env_steps() as u64,
+            &rollout.episode_returns,
+            &rollout.episode_lengths,
+            rejected,
+        )?;
         door.enqueue(&self.queue, rollout)?;
+        door.book(claim);
         let subscribed = door.registry.subscribed();
         let (fresh, wants_more) = self.gate.note_push(msg.actor_id, msg.version, &subscribed);
         Ok(proto::PushAck {

@@ -18,17 +18,21 @@ struct Pending {
 pub struct SyncGate {
     pending: Mutex<Pending>,
     rollouts_per_update: usize,
+    /// A deterministic run: one rollout per actor per version, never more.
+    one_per_actor: bool,
 }
 
 impl SyncGate {
-    /// A gate at `version` for updates of `rollouts_per_update` rollouts.
-    pub fn new(version: u64, rollouts_per_update: usize) -> Self {
+    /// A gate at `version` for updates of `rollouts_per_update` rollouts (`one_per_actor`:
+    /// at most one from each actor, as a deterministic run takes them).
+    pub fn new(version: u64, rollouts_per_update: usize, one_per_actor: bool) -> Self {
         Self {
             pending: Mutex::new(Pending {
                 version,
                 ..Pending::default()
             }),
             rollouts_per_update,
+            one_per_actor,
         }
     }
 
@@ -48,8 +52,12 @@ impl SyncGate {
         if version != p.version {
             return (false, false);
         }
+        let first = p.pushed_by.insert(actor_id);
+        if self.one_per_actor {
+            p.count += first as usize;
+            return (first, false);
+        }
         p.count += 1;
-        p.pushed_by.insert(actor_id);
         // Other connected actors that have not delivered for this version yet will.
         let others = subscribed
             .iter()
@@ -65,7 +73,7 @@ mod tests {
 
     #[test]
     fn the_gate_wants_more_until_connected_actors_owe_enough() {
-        let gate = SyncGate::new(1, 3);
+        let gate = SyncGate::new(1, 3, false);
         // Actor 1 pushes while 1 and 2 are connected: 2 owes one, one more is missing.
         assert_eq!(gate.note_push(1, 1, &[1, 2]), (true, true));
         // Actor 2 delivers: two in, nobody else owes one: still one short.
@@ -76,5 +84,14 @@ mod tests {
         gate.open(2);
         assert_eq!(gate.note_push(1, 1, &[1, 2]), (false, false));
         assert_eq!(gate.note_push(1, 2, &[1]), (true, true));
+    }
+
+    #[test]
+    fn a_deterministic_gate_takes_one_rollout_per_actor() {
+        let gate = SyncGate::new(1, 2, true);
+        // Alone so far, actor 1 still waits for the next version.
+        assert_eq!(gate.note_push(1, 1, &[1]), (true, false));
+        assert_eq!(gate.note_push(1, 1, &[1]), (false, false));
+        assert_eq!(gate.note_push(2, 1, &[1, 2]), (true, false));
     }
 }

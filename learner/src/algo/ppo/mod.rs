@@ -42,6 +42,7 @@ pub(crate) fn start(setup: Setup) -> Started {
     let gate = Arc::new(SyncGate::new(
         counters.version,
         config.ppo.rollouts_per_update,
+        config.deterministic,
     ));
     let admission = PpoAdmission {
         queue,

@@ -59,6 +59,17 @@ impl PpoRun {
 
     /// One update on the rollouts gathered, then the next version.
     fn update(&mut self, cx: &mut Cx) {
+        // Arrival order varies from run to run; actor order does not. The rollouts are
+        // counted (steps, episodes) and their statistics merged in that order.
+        self.batch.sort_by_key(|r| r.actor_id);
+        for r in &self.batch {
+            cx.progress.add_experience(
+                r.env_steps() as u64,
+                &r.episode_returns,
+                &r.episode_lengths,
+            );
+            self.normalization.merge(&r.moments);
+        }
         let counters = &mut cx.progress.counters;
         let waited = self.waiting_since.elapsed().as_secs_f64();
         self.longest_wait_secs = self.longest_wait_secs.max(waited);
@@ -68,8 +79,6 @@ impl PpoRun {
             .map_or(0.0, |t| t.elapsed().as_secs_f64());
         counters.longest_stall_secs = counters.longest_stall_secs.max(stalled);
         tracing::debug!(version = counters.version, "update starts");
-        // Arrival order varies from run to run; actor order does not.
-        self.batch.sort_by_key(|r| r.actor_id);
         let p = &self.config.ppo;
         let data = Batch::from_rollouts(&self.batch, p.gamma, p.gae_lambda);
         let before = self.trainer.snapshot();
@@ -112,15 +121,17 @@ impl Algorithm for PpoRun {
             "rollout received"
         );
         let progress = &mut *cx.progress;
-        progress.add_experience(
-            rollout.env_steps() as u64,
-            &rollout.episode_returns,
-            &rollout.episode_lengths,
-        );
         let version = progress.counters.version;
         progress.lag.record(version.saturating_sub(rollout.version));
-        if rollout.version == version && self.batch.len() < self.config.ppo.rollouts_per_update {
-            self.normalization.merge(&rollout.moments);
+        // A deterministic run takes one rollout per actor per version.
+        let repeat =
+            self.config.deterministic && self.batch.iter().any(|r| r.actor_id == rollout.actor_id);
+        // Only experience an update uses counts (when it is used): its steps and the episodes
+        // it finished. A stale rollout is the actor's loss, not the run's progress.
+        if rollout.version == version
+            && self.batch.len() < self.config.ppo.rollouts_per_update
+            && !repeat
+        {
             self.batch.push(rollout);
             self.first_arrival.get_or_insert_with(Instant::now);
         } else {
@@ -148,6 +159,9 @@ impl Algorithm for PpoRun {
             "actors missing: updating on the rollouts that arrived"
         );
         cx.progress.counters.partial_updates += 1;
+        if self.config.deterministic {
+            tracing::warn!("a partial update: this deterministic run will not repeat bit for bit");
+        }
         self.update(cx);
         Stop::on_training_return(&self.config, &cx.progress.counters)
     }
