@@ -1,6 +1,7 @@
 //! What an actor may claim about the episodes it finished: each claim must fit the environment
-//! (its time limit and the rewards it can give, from the registry) and the steps the actor
-//! pushed, in one push and over all of an actor's pushes. The learner's episode statistics
+//! (its time limit and the rewards it can give, from the registry) and the push (a push whose
+//! claims do not is refused), and over all of an actor's pushes the episodes counted cannot
+//! span more steps than the actor pushed ([`EpisodeLedger`]). The learner's episode statistics
 //! (and "solved") come only from claims that pass.
 
 use thiserror::Error;
@@ -154,11 +155,14 @@ pub fn check_claims(
     Ok(claimed)
 }
 
-/// One actor's account over all its pushes: steps its environments took that no claimed
-/// episode covers yet. Episodes can only be claimed out of it, so an actor cannot report more
-/// episode steps than it pushed, plus one allowance of [`EpisodeBounds::carried_steps`]: for
-/// episodes its environments began before it registered, and for steps of pushes lost on the
-/// way (an honest actor's account never needs more).
+/// One actor's account over all its pushes: steps its environments took that no counted
+/// episode covers yet. A push's episodes count only when the account (with the push's own
+/// steps) covers them; a new actor's account starts empty, so no actor, and no number of
+/// registrations, can have more episode steps counted than it pushed. An honest actor's
+/// account holds the steps of its environments' current episodes, at most
+/// [`EpisodeBounds::carried_steps`]; more is not kept, so that steps long past (stale pushes,
+/// say) cannot pay for a burst of claims. What an honest actor can lose: the statistics of
+/// episodes begun before it registered under this id, or spanning a push lost on the way.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EpisodeLedger {
     unclaimed: u64,
@@ -166,42 +170,33 @@ pub struct EpisodeLedger {
 }
 
 impl EpisodeLedger {
-    /// A new actor's account: its environments may be inside episodes begun before.
+    /// A new actor's account, empty.
     pub fn new(bounds: &EpisodeBounds, num_envs: usize) -> Self {
-        let carried = bounds.carried_steps(num_envs);
         Self {
-            unclaimed: carried,
-            cap: 2 * carried,
+            unclaimed: 0,
+            cap: bounds.carried_steps(num_envs),
         }
     }
 
-    /// Whether a push of `steps` whose episodes span `claimed` steps fits the account.
-    pub fn check(&self, steps: u64, claimed: u64) -> Result<(), EpisodeError> {
+    /// Books a push of `steps` whose episodes span `claimed` steps: `true` when the account
+    /// covers them (they count), `false` when it does not (only the steps are booked; the
+    /// episodes do not count).
+    pub fn book(&mut self, steps: u64, claimed: u64) -> bool {
         let available = self.unclaimed.saturating_add(steps);
-        if claimed > available {
-            return Err(EpisodeError::Steps { claimed, available });
-        }
-        Ok(())
+        let counts = claimed <= available;
+        let spent = if counts { claimed } else { 0 };
+        self.unclaimed = (available - spent).min(self.cap);
+        counts
     }
 
-    /// Books a push that was taken (checked before with [`EpisodeLedger::check`]).
-    pub fn book(&mut self, steps: u64, claimed: u64) {
-        // An honest account holds the allowance plus the steps of each environment's current
-        // episode (at most the allowance again); more is forgotten, so that a burst of claims
-        // cannot draw on steps long past.
+    /// Undoes [`EpisodeLedger::book`] for a push that was not taken after all (a full queue
+    /// sends it back, and it comes again).
+    pub fn refund(&mut self, steps: u64, spent: u64) {
         self.unclaimed = self
             .unclaimed
-            .saturating_add(steps)
-            .saturating_sub(claimed)
+            .saturating_add(spent)
+            .saturating_sub(steps)
             .min(self.cap);
-    }
-
-    /// [`EpisodeLedger::check`], then [`EpisodeLedger::book`]; refused (and the account left as
-    /// it was) when the episodes span more than the account holds.
-    pub fn claim(&mut self, steps: u64, claimed: u64) -> Result<(), EpisodeError> {
-        self.check(steps, claimed)?;
-        self.book(steps, claimed);
-        Ok(())
     }
 }
 
@@ -269,22 +264,32 @@ mod tests {
     }
 
     #[test]
-    fn the_ledger_allows_what_was_pushed_and_no_more() {
+    fn the_ledger_counts_what_was_pushed_and_no_more() {
         let mut ledger = EpisodeLedger::new(&CARTPOLE, 2);
-        // Each environment ends an episode begun before: fine once.
-        assert!(ledger.claim(2, 2 * 499).is_ok());
-        // Now every further episode must come from pushed steps.
-        assert!(ledger.claim(10, 500).is_err());
+        // A new account is empty: a full-length episode in a 10-step push does not count, nor
+        // does it come out of the account.
+        assert!(!ledger.book(10, 500));
+        assert!(ledger.book(0, 10));
+        // Episodes count once the steps behind them were pushed.
         for _ in 0..49 {
-            ledger.claim(10, 0).unwrap();
+            assert!(ledger.book(10, 0));
         }
-        assert!(ledger.claim(12, 500).is_ok());
-        // Steps long past are not saved up for a burst of claims.
+        assert!(ledger.book(10, 500));
+        assert!(!ledger.book(0, 1));
+        // Steps long past are not saved up for a burst of claims: at most one episode in
+        // progress per environment.
         let mut idle = EpisodeLedger::new(&CARTPOLE, 1);
         for _ in 0..1000 {
-            idle.claim(100, 0).unwrap();
+            idle.book(100, 0);
         }
-        assert!(idle.claim(100, 2 * 499 + 100).is_ok());
-        assert!(idle.claim(0, 1).is_err());
+        assert!(idle.book(100, 499 + 100));
+        assert!(!idle.book(0, 1));
+        // A refund undoes a booking.
+        let mut l = EpisodeLedger::new(&CARTPOLE, 2);
+        l.book(300, 0);
+        let before = l;
+        assert!(l.book(10, 200));
+        l.refund(10, 200);
+        assert_eq!(l, before);
     }
 }

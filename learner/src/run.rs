@@ -68,7 +68,7 @@ const TELL_PUSHERS: Duration = Duration::from_secs(1);
 /// How long the server may take to close its connections at the end; then those still open
 /// (clients that do not read what they were sent) are closed by the learner, and it waits as
 /// long again.
-const SERVER_DRAIN: Duration = Duration::from_millis(500);
+const SERVER_DRAIN: Duration = Duration::from_secs(1);
 
 /// The run directory (under a default name: a new one, suffixed when the name is taken), and
 /// the checkpoint to resume from when `resume` asks for one. A new run never writes into a

@@ -23,7 +23,9 @@ fn run(config: &str, actors: u32, sets: &[&str], dir: &Path) -> Outcome {
         .args(["train", config, "--actors", &actors.to_string()])
         .args(["--device", "flex", "--json", "--no-progress"])
         .args(["--run-dir", dir.to_str().unwrap()])
-        .args(["--set", "deterministic=true"]);
+        .args(["--set", "deterministic=true"])
+        // A slow start under load must not close a round without an actor.
+        .args(["--set", "learner.actor_timeout_secs=60"]);
     for set in sets {
         cmd.args(["--set", set]);
     }

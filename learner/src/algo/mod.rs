@@ -10,12 +10,14 @@
 //!   queued items, publish versions, contribute its quantities to the status row, save and
 //!   restore its typed state.
 //!
-//! Each algorithm lives in its own folder: `ppo/`, `a3c/`, `dqn/` (math, run, admission).
+//! Each algorithm lives in its own folder: `ppo/`, `a3c/`, `dqn/` (math, run, admission);
+//! `lockstep` says which actors take part in a deterministic run.
 //! Adding one: a folder with both sides, an arm in `start`, its section in the run config
 //! and its `AlgorithmSettings` for actors.
 
 pub mod a3c;
 pub mod dqn;
+pub(crate) mod lockstep;
 pub mod ppo;
 pub mod setup;
 

@@ -63,6 +63,9 @@ impl ConnInfo {
 struct Conn {
     authenticated: AtomicBool,
     close: CancellationToken,
+    /// The client's address (no port): at the limit, the address holding the most
+    /// unauthenticated connections gives one up.
+    ip: Option<std::net::IpAddr>,
 }
 
 /// The open connections, oldest first.
@@ -109,15 +112,24 @@ impl Connections {
         open.len()
     }
 
-    /// Admits a new connection: at the cap, the oldest one that has not authenticated is
-    /// closed to make room; `None` (counted, logged) when every open one has.
-    fn admit(self: &Arc<Self>) -> Option<(u64, Arc<Conn>)> {
+    /// Admits a new connection from `ip`: at the cap, the oldest unauthenticated connection of
+    /// the address that holds the most unauthenticated ones is closed to make room (a flood
+    /// from one address displaces its own connections, not others' reconnecting actors);
+    /// `None` (counted, logged) when every open one has authenticated.
+    fn admit(self: &Arc<Self>, ip: Option<std::net::IpAddr>) -> Option<(u64, Arc<Conn>)> {
         let mut open = self.open.lock().expect("connections lock");
         if open.len() >= self.max {
-            let oldest = open
-                .iter()
-                .find(|(_, c)| !c.authenticated.load(Ordering::Relaxed))
-                .map(|(&id, _)| id);
+            let mut per_ip: std::collections::HashMap<_, (usize, u64)> = Default::default();
+            for (&id, c) in open.iter() {
+                if !c.authenticated.load(Ordering::Relaxed) {
+                    // Oldest first: the first id seen of an address is its oldest.
+                    per_ip.entry(c.ip).or_insert((0, id)).0 += 1;
+                }
+            }
+            let oldest = per_ip
+                .values()
+                .max_by_key(|&&(count, id)| (count, std::cmp::Reverse(id)))
+                .map(|&(_, id)| id);
             bump(&self.counters.refused_connections);
             let displaced = oldest.and_then(|id| open.remove(&id));
             if let Some(suppressed) = self.log.allow() {
@@ -145,6 +157,7 @@ impl Connections {
         let conn = Arc::new(Conn {
             authenticated: AtomicBool::new(false),
             close: CancellationToken::new(),
+            ip,
         });
         open.insert(id, conn.clone());
         Some((id, conn))
@@ -191,6 +204,8 @@ pub struct Tracked {
 impl Drop for Tracked {
     fn drop(&mut self) {
         self.connections.closed(self.id);
+        // Ends its auth-timeout watch at once.
+        self.info.conn.close.cancel();
     }
 }
 
@@ -288,7 +303,7 @@ pub fn incoming(
                     }
                 }
             };
-            let Some((id, conn)) = connections.admit() else {
+            let Some((id, conn)) = connections.admit(Some(remote.ip())) else {
                 continue; // dropped: closed at once
             };
             // Without NODELAY, a parameter version's last segment waited for the actor's

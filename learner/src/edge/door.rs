@@ -50,13 +50,37 @@ impl RefusalLog {
     }
 }
 
-/// A push's episode claims that fit ([`Door::check_episodes`]), to be booked when it is taken.
-#[derive(Debug)]
-#[must_use = "book the claim once the push is taken"]
+/// A push's episodes as booked on its actor's account ([`Door::check_episodes`]); the
+/// booking is undone when this is dropped before [`Claim::taken`].
+#[must_use = "say when the push is taken"]
 pub struct Claim {
+    registry: Arc<ActorRegistry>,
     actor_id: u32,
     steps: u64,
-    claimed: u64,
+    spent: u64,
+    counts: bool,
+    taken: bool,
+}
+
+impl Claim {
+    /// Whether the push's episodes count (else the push is taken without them).
+    pub fn counts(&self) -> bool {
+        self.counts
+    }
+
+    /// The push was taken (queued, or refused as stale for good): the booking stands.
+    pub fn taken(mut self) {
+        self.taken = true;
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if !self.taken {
+            self.registry
+                .refund_episodes(self.actor_id, self.steps, self.spent);
+        }
+    }
 }
 
 /// What every push-and-pull ack carries besides its verdict.
@@ -222,10 +246,11 @@ impl Door {
     }
 
     /// Checks the episodes a push of `steps` environment steps claims to have finished against
-    /// the environment and the actor's account of steps pushed (counted in `rejected` and
-    /// logged when they do not fit): only claims that pass reach the run's statistics. What
-    /// passes is booked with [`Door::book`] once the push is taken (a push a full queue sends
-    /// back comes again).
+    /// the environment (a push whose claims do not fit is refused, counted in `rejected` and
+    /// logged) and books them on the actor's account: [`Claim::counts`] says whether they
+    /// count (the account covers them), else the push is taken without its episodes (counted
+    /// in `episode_claims_dropped`). The booking is undone unless [`Claim::taken`] is called
+    /// (a push a full queue sends back comes again).
     pub fn check_episodes(
         &self,
         actor_id: u32,
@@ -236,23 +261,36 @@ impl Door {
     ) -> Result<Claim, ServiceError> {
         let b = &self.episode_bounds;
         let n = self.config.num_envs;
-        let checked = check_claims(b, steps, n, returns, lengths).and_then(|claimed| {
-            self.registry
-                .check_episodes(actor_id, steps, claimed, || EpisodeLedger::new(b, n))
-                .map(|()| Claim {
+        let claimed = self.validated(
+            check_claims(b, steps, n, returns, lengths),
+            rejected,
+            actor_id,
+            "episode statistics",
+        )?;
+        let counts = self
+            .registry
+            .book_episodes(actor_id, steps, claimed, || EpisodeLedger::new(b, n));
+        if !counts {
+            bump(&self.counters.episode_claims_dropped);
+            if let Some(suppressed) = self.refusal_log.allow() {
+                warn!(
                     actor_id,
+                    episodes = returns.len(),
+                    episode_steps = claimed,
                     steps,
-                    claimed,
-                })
-        });
-        Ok(self.validated(checked, rejected, actor_id, "episode statistics")?)
-    }
-
-    /// Books a push's checked claims on its actor's account: the push was taken (queued, or
-    /// refused as stale for good).
-    pub fn book(&self, claim: Claim) {
-        self.registry
-            .book_episodes(claim.actor_id, claim.steps, claim.claimed);
+                    suppressed,
+                    "episode statistics not counted: more episode steps than the actor pushed"
+                );
+            }
+        }
+        Ok(Claim {
+            registry: self.registry.clone(),
+            actor_id,
+            steps,
+            spent: if counts { claimed } else { 0 },
+            counts,
+            taken: false,
+        })
     }
 
     /// Hands validated experience to the trainer; a full queue is backpressure.

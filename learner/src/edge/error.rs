@@ -13,6 +13,8 @@ use shoal_common::transition::TransitionError;
 use thiserror::Error;
 use tonic::Status;
 
+use super::registry::StreamLimit;
+
 use crate::telemetry::EdgeCounters;
 
 /// Why a request was refused.
@@ -69,7 +71,7 @@ pub enum ServiceError {
     },
     /// A stream limit was reached.
     #[error("{0}; close a stream or retry later")]
-    TooManyStreams(String),
+    TooManyStreams(#[from] StreamLimit),
     /// A version the learner never published.
     #[error("rollout claims parameter version {got}, newest published is {latest}")]
     FutureVersion {

@@ -5,12 +5,34 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use shoal_common::episodes::{EpisodeError, EpisodeLedger};
+use shoal_common::episodes::EpisodeLedger;
 use tracing::{info, warn};
 
 use super::actor_ids::IdKey;
 use crate::telemetry::EdgeCounters;
 use crate::telemetry::edge_counters::bump;
+
+/// Why a parameter subscription was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamLimit {
+    /// The actor holds as many as `learner.limits.max_subscriptions_per_actor`.
+    #[error(
+        "actor {actor_id} holds {held} parameter subscriptions already \
+         (learner.limits.max_subscriptions_per_actor)"
+    )]
+    PerActor {
+        /// The actor.
+        actor_id: u32,
+        /// Its open subscriptions.
+        held: usize,
+    },
+    /// `learner.limits.max_subscriptions` are open.
+    #[error("{open} parameter subscriptions are open (learner.limits.max_subscriptions)")]
+    Total {
+        /// Open subscriptions.
+        open: usize,
+    },
+}
 
 #[derive(Debug, Default)]
 struct Actors {
@@ -110,26 +132,26 @@ impl ActorRegistry {
             .unwrap_or_default()
     }
 
-    /// Whether a push of `steps` whose finished episodes span `claimed` steps fits
-    /// `actor_id`'s account (opened with `open` at its first push).
-    pub fn check_episodes(
+    /// Books a push of `steps` whose finished episodes span `claimed` steps on `actor_id`'s
+    /// account (opened with `open` at its first push): whether they count.
+    pub fn book_episodes(
         &self,
         actor_id: u32,
         steps: u64,
         claimed: u64,
         open: impl FnOnce() -> EpisodeLedger,
-    ) -> Result<(), EpisodeError> {
+    ) -> bool {
         self.lock()
             .ledgers
             .entry(actor_id)
             .or_insert_with(open)
-            .check(steps, claimed)
+            .book(steps, claimed)
     }
 
-    /// Books a push that was taken on `actor_id`'s account.
-    pub fn book_episodes(&self, actor_id: u32, steps: u64, claimed: u64) {
+    /// Undoes a booking whose push was not taken.
+    pub fn refund_episodes(&self, actor_id: u32, steps: u64, spent: u64) {
         if let Some(ledger) = self.lock().ledgers.get_mut(&actor_id) {
-            ledger.book(steps, claimed);
+            ledger.refund(steps, spent);
         }
     }
 
@@ -194,20 +216,15 @@ impl ActorRegistry {
         actor_id: u32,
         per_actor: usize,
         total: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), StreamLimit> {
         let mut actors = self.lock();
         let held = actors.subscribed.get(&actor_id).copied().unwrap_or(0);
         if held >= per_actor {
-            return Err(format!(
-                "actor {actor_id} holds {held} parameter subscriptions already \
-                 (learner.limits.max_subscriptions_per_actor)"
-            ));
+            return Err(StreamLimit::PerActor { actor_id, held });
         }
         let open: usize = actors.subscribed.values().sum();
         if open >= total {
-            return Err(format!(
-                "{open} parameter subscriptions are open (learner.limits.max_subscriptions)"
-            ));
+            return Err(StreamLimit::Total { open });
         }
         *actors.subscribed.entry(actor_id).or_default() += 1;
         let name = actors.names.get(&actor_id).cloned().unwrap_or_default();

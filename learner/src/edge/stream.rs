@@ -46,13 +46,11 @@ impl Drop for SubscriptionGuard {
 /// stream limit is reached.
 pub fn subscribe(door: Arc<Door>, actor_id: u32) -> Result<UpdateStream, ServiceError> {
     let limits = &door.config.learner.limits;
-    door.registry
-        .subscription_opened(
-            actor_id,
-            limits.max_subscriptions_per_actor,
-            limits.max_subscriptions,
-        )
-        .map_err(ServiceError::TooManyStreams)?;
+    door.registry.subscription_opened(
+        actor_id,
+        limits.max_subscriptions_per_actor,
+        limits.max_subscriptions,
+    )?;
     let guard = SubscriptionGuard {
         door: door.clone(),
         actor_id,

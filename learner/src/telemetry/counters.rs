@@ -113,7 +113,8 @@ pub struct RunCounters {
     pub gradients_stale: u64,
     /// The last greedy evaluation's mean return (DQN).
     pub eval_return_mean: Option<f64>,
-    /// Updates made on fewer rollouts than asked because actors were missing (PPO).
+    /// Updates made on fewer rollouts than asked because actors were missing (PPO; a
+    /// deterministic DQN run: rounds closed without them).
     pub partial_updates: u64,
     /// Updates undone because a parameter would have become non-finite.
     pub nonfinite_updates: u64,

@@ -15,6 +15,9 @@ pub struct EdgeCounters {
     pub gradients_rejected: AtomicU64,
     /// Transition batches refused as malformed.
     pub transitions_rejected: AtomicU64,
+    /// Pushes taken without their episode statistics: more episode steps than the actor had
+    /// pushed.
+    pub episode_claims_dropped: AtomicU64,
     /// Pushes refused because the queue was full.
     pub queue_full: AtomicU64,
     /// Registrations, including re-registrations.
@@ -90,6 +93,7 @@ impl EdgeCounters {
         }
         row.refused = Some(total);
         row.queue_full = Some(r(&self.queue_full));
+        row.episode_claims_dropped = Some(r(&self.episode_claims_dropped));
         row.actors_timed_out = Some(r(&self.actors_timed_out));
     }
 }

@@ -214,11 +214,13 @@ status_table! {
     rollouts_stale: u64, Counter, Tag::Shoal;
     /// Pushes refused because the trainer's queue was full.
     queue_full: u64, Counter, Tag::Shoal;
+    /// Pushes taken without their episode statistics (more episode steps than pushed).
+    episode_claims_dropped: u64, Counter, Tag::Shoal;
     /// Longest wait of the trainer for a batch to fill in the interval, seconds (PPO).
     longest_wait_s: f64, Gauge, Tag::Shoal;
     /// Longest wait for missing actors' rollouts over the run, seconds (PPO).
     longest_stall_s: f64, Gauge, Tag::Shoal;
-    /// Updates made on fewer rollouts than asked because actors were missing (PPO).
+    /// Updates on fewer rollouts than asked (or deterministic DQN rounds) for missing actors.
     partial_updates: u64, Counter, Tag::Shoal;
     /// Updates undone because a parameter would have become non-finite.
     nonfinite_updates: u64, Counter, Tag::Shoal;

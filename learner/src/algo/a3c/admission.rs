@@ -53,7 +53,7 @@ impl Admission for A3cAdmission {
         // as such, stale or not.
         let rejected = &door.counters.gradients_rejected;
         let steps = door.steps_per_push() as u32;
-        let grad = door.validated(
+        let mut grad = door.validated(
             GradientPush::from_proto(&msg, self.num_floats, steps),
             rejected,
             msg.actor_id,
@@ -67,6 +67,10 @@ impl Admission for A3cAdmission {
             &grad.episode_lengths,
             rejected,
         )?;
+        if !claim.counts() {
+            grad.episode_returns.clear();
+            grad.episode_lengths.clear();
+        }
         if let Err(staleness) = self.staleness.check(msg.version, start.current_version) {
             ack.reason = format!(
                 "stale: computed on version {}, {staleness} behind (max_staleness {})",
@@ -74,11 +78,11 @@ impl Admission for A3cAdmission {
                 self.staleness.max()
             );
             // Refused for good (the actor does not send it again): its steps were taken.
-            door.book(claim);
+            claim.taken();
             return Ok(ack);
         }
         door.enqueue(&self.queue, grad)?;
-        door.book(claim);
+        claim.taken();
         ack.accepted = true;
         Ok(ack)
     }

@@ -1,7 +1,6 @@
 //! DQN's admission: pushed transition batches are validated and queued whatever their version
 //! (replay does not need fresh experience); each ack carries newer parameters when there are
-//! any, the actor's ε (now, or in a deterministic run for the next round), and says when the
-//! run is over.
+//! any, the actor's ε now, and says when the run is over.
 
 use std::sync::Arc;
 
@@ -21,20 +20,6 @@ pub(crate) struct DqnAdmission {
     pub(crate) exploration: Arc<Exploration>,
     pub(crate) n_step: usize,
     pub(crate) gamma: f64,
-}
-
-impl DqnAdmission {
-    /// The ε for the actor's next batch: the schedule's value now, or in a deterministic run
-    /// its value after the round this push belongs to (each round: one push per actor; a new
-    /// run's first round is made with version 1).
-    fn epsilon_after(&self, door: &Door, msg: &proto::TransitionBatch) -> f64 {
-        if !door.config.deterministic {
-            return self.exploration.epsilon(msg.actor_id);
-        }
-        let round = door.config.dqn.num_actors * door.steps_per_push();
-        let steps = msg.version.saturating_mul(round as u64);
-        self.exploration.epsilon_after(msg.actor_id, steps)
-    }
 }
 
 impl Admission for DqnAdmission {
@@ -62,13 +47,15 @@ impl Admission for DqnAdmission {
             current_version: start.current_version,
             parameters: start.parameters,
             finished: start.finished,
-            epsilon: Some(self.epsilon_after(door, &msg)),
+            // In a deterministic run this is the value after the rounds before this push's (the
+            // actor pushes only once the version that closed them is published): it repeats.
+            epsilon: Some(self.exploration.epsilon(msg.actor_id)),
         };
         if ack.finished.is_some() {
             return Ok(ack);
         }
         let rejected = &door.counters.transitions_rejected;
-        let batch = door.validated(
+        let mut batch = door.validated(
             TransitionBatch::from_proto(
                 &msg,
                 door.steps_per_push(),
@@ -87,8 +74,12 @@ impl Admission for DqnAdmission {
             &batch.episode_lengths,
             rejected,
         )?;
+        if !claim.counts() {
+            batch.episode_returns.clear();
+            batch.episode_lengths.clear();
+        }
         door.enqueue(&self.queue, batch)?;
-        door.book(claim);
+        claim.taken();
         ack.accepted = true;
         Ok(ack)
     }

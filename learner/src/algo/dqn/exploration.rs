@@ -31,17 +31,8 @@ impl Exploration {
     }
 
     fn at(&self, index: usize) -> f64 {
-        self.at_steps(index, self.env_steps.load(Ordering::Relaxed))
-    }
-
-    fn at_steps(&self, index: usize, env_steps: u64) -> f64 {
-        actor_epsilon(&self.dqn, self.total_steps, index, env_steps)
-    }
-
-    /// Actor `actor_id`'s ε once the run has taken `env_steps` steps (a deterministic run
-    /// tells each actor the value for the round it acts in, not the value of the moment).
-    pub fn epsilon_after(&self, actor_id: u32, env_steps: u64) -> f64 {
-        self.at_steps(actor_id.saturating_sub(1) as usize, env_steps)
+        let steps = self.env_steps.load(Ordering::Relaxed);
+        actor_epsilon(&self.dqn, self.total_steps, index, steps)
     }
 
     /// Actor `actor_id`'s ε now. Actor ids count from 1; the Ape-X schedule's index cycles

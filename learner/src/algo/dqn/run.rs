@@ -21,6 +21,7 @@ use shoal_common::transition::TransitionBatch;
 
 use super::exploration::Exploration;
 use super::trainer::{DqnStats, DqnTrainer};
+use crate::algo::lockstep::Members;
 use crate::checkpoint::CheckpointError;
 use crate::telemetry::{RunCounters, StatusRow};
 use crate::trainer::{Algorithm, Cx, Stop};
@@ -56,6 +57,7 @@ pub(crate) struct DqnRun {
     /// A deterministic run's current round, by actor, and when its first batch came.
     round: BTreeMap<u32, TransitionBatch>,
     round_started: Option<Instant>,
+    members: Members,
 }
 
 impl DqnRun {
@@ -67,6 +69,7 @@ impl DqnRun {
         normalization: NormStats,
     ) -> Self {
         Self {
+            members: Members::new(config.dqn.num_actors),
             trainer,
             config,
             spec,
@@ -120,8 +123,12 @@ impl DqnRun {
     /// in actor order and publishes one version.
     fn join_round(&mut self, batch: TransitionBatch, cx: &mut Cx) -> Option<Stop> {
         let counters = &mut cx.progress.counters;
-        if batch.version != counters.version || self.round.contains_key(&batch.actor_id) {
-            // Not part of the lockstep (an actor that did not wait, or a second batch).
+        if batch.version != counters.version
+            || self.round.contains_key(&batch.actor_id)
+            || !self.members.admit(batch.actor_id)
+        {
+            // Not part of the lockstep (an actor that did not wait, a second batch, an actor
+            // beyond `dqn.num_actors`).
             counters.rollouts_stale += 1;
             return None;
         }

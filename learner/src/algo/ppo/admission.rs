@@ -38,7 +38,7 @@ impl Admission for PpoAdmission {
         door.check_actor(msg.actor_id, &msg.model_fingerprint)?;
         let latest = door.check_version(msg.version)?;
         let rejected = &door.counters.rollouts_rejected;
-        let rollout = door.validated(
+        let mut rollout = door.validated(
             Rollout::from_proto(&msg, self.shape),
             rejected,
             msg.actor_id,
@@ -52,8 +52,12 @@ impl Admission for PpoAdmission {
             &rollout.episode_lengths,
             rejected,
         )?;
+        if !claim.counts() {
+            rollout.episode_returns.clear();
+            rollout.episode_lengths.clear();
+        }
         door.enqueue(&self.queue, rollout)?;
-        door.book(claim);
+        claim.taken();
         let subscribed = door.registry.subscribed();
         let (fresh, wants_more) = self.gate.note_push(msg.actor_id, msg.version, &subscribed);
         Ok(proto::PushAck {
@@ -62,6 +66,8 @@ impl Admission for PpoAdmission {
             wants_more,
             reason: if fresh {
                 String::new()
+            } else if door.config.deterministic && msg.version == latest {
+                "a deterministic run takes one rollout per actor per version".into()
             } else {
                 format!(
                     "stale: made with version {}, learner is at {latest}",

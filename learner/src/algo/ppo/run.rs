@@ -14,6 +14,7 @@ use shoal_common::rollout::Rollout;
 use super::batch::Batch;
 use super::gate::SyncGate;
 use super::trainer::{PpoTrainer, UpdateStats};
+use crate::algo::lockstep::Members;
 use crate::checkpoint::CheckpointError;
 use crate::telemetry::{RunCounters, StatusRow};
 use crate::trainer::{Algorithm, Cx, Stop};
@@ -35,6 +36,8 @@ pub(crate) struct PpoRun {
     /// The statistics of every rollout trained on; each version ships them as they were when
     /// it was published.
     normalization: NormStats,
+    /// A deterministic run's actors.
+    members: Members,
 }
 
 impl PpoRun {
@@ -47,6 +50,7 @@ impl PpoRun {
         Self {
             trainer,
             batch: Vec::with_capacity(config.ppo.rollouts_per_update),
+            members: Members::new(config.ppo.rollouts_per_update),
             config,
             gate,
             waiting_since: Instant::now(),
@@ -124,8 +128,9 @@ impl Algorithm for PpoRun {
         let version = progress.counters.version;
         progress.lag.record(version.saturating_sub(rollout.version));
         // A deterministic run takes one rollout per actor per version.
-        let repeat =
-            self.config.deterministic && self.batch.iter().any(|r| r.actor_id == rollout.actor_id);
+        let repeat = self.config.deterministic
+            && (!self.members.admit(rollout.actor_id)
+                || self.batch.iter().any(|r| r.actor_id == rollout.actor_id));
         // Only experience an update uses counts (when it is used): its steps and the episodes
         // it finished. A stale rollout is the actor's loss, not the run's progress.
         if rollout.version == version
