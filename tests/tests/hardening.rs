@@ -236,6 +236,12 @@ fn raw_rollout(
     }
 }
 
+/// Pushes `rollout`; it must be accepted (fresh).
+async fn push_accepted(c: &mut Raw, rollout: proto::Rollout) {
+    let ack = c.push_rollout(rollout).await.unwrap().into_inner();
+    assert!(ack.accepted, "{ack:?}");
+}
+
 /// The newest version the learner has published.
 async fn latest_version(c: &Raw, actor_id: u32, fp: &str) -> u64 {
     c.clone()
@@ -322,22 +328,12 @@ async fn ppo_counts_only_accepted_experience() {
     // begun before, but this actor has pushed nothing before. The rollout is taken, its
     // episodes are not counted.
     let full = vec![(500.0, 500); shape.1];
-    let ack = c
-        .push_rollout(raw_rollout(id, &fp, v, shape, &full))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(ack.accepted, "{ack:?}");
+    push_accepted(&mut c, raw_rollout(id, &fp, v, shape, &full)).await;
     // Rollouts complete two updates (a second actor's share sent by the same client).
     let (id2, ..) = join(&mut c, "probe2").await;
     for (version, actors) in [(v, vec![id2]), (v + 1, vec![id, id2])] {
         for actor in actors {
-            let ack = c
-                .push_rollout(raw_rollout(actor, &fp, version, shape, &[]))
-                .await
-                .unwrap()
-                .into_inner();
-            assert!(ack.accepted, "{ack:?}");
+            push_accepted(&mut c, raw_rollout(actor, &fp, version, shape, &[])).await;
         }
         wait_for_version(&c, id, &fp, version).await;
     }
@@ -558,12 +554,7 @@ async fn silent_connections_cannot_lock_actors_out() {
     let (id, fp, s, _) = join(&mut c, "late").await;
     let shape = (s.n_steps as usize, s.num_envs as usize);
     let v = latest_version(&c, id, &fp).await;
-    let ack = c
-        .push_rollout(raw_rollout(id, &fp, v, shape, &[]))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(ack.accepted, "{ack:?}");
+    push_accepted(&mut c, raw_rollout(id, &fp, v, shape, &[])).await;
     // Every silent connection is closed by the learner: displaced at the limit, or by the
     // auth timeout.
     // (The learner's side of the HTTP/2 handshake may come first.)

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -72,7 +72,7 @@ struct Conn {
 #[derive(Debug)]
 pub struct Connections {
     open: Mutex<BTreeMap<u64, Arc<Conn>>>,
-    next: Mutex<u64>,
+    next: AtomicU64,
     max: usize,
     auth_timeout: Duration,
     counters: Arc<EdgeCounters>,
@@ -84,7 +84,7 @@ impl Connections {
     pub fn new(max: usize, auth_timeout: Duration, counters: Arc<EdgeCounters>) -> Arc<Self> {
         Arc::new(Self {
             open: Mutex::default(),
-            next: Mutex::new(0),
+            next: AtomicU64::new(0),
             max: max.max(1),
             auth_timeout,
             counters,
@@ -93,13 +93,8 @@ impl Connections {
     }
 
     /// Connections open now.
-    pub fn len(&self) -> usize {
+    pub fn open_count(&self) -> usize {
         self.open.lock().expect("connections lock").len()
-    }
-
-    /// No connection is open.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Closes every open connection (the learner is stopping; what was to be said is said).
@@ -149,11 +144,7 @@ impl Connections {
                 None => return None,
             }
         }
-        let id = {
-            let mut next = self.next.lock().expect("connections lock");
-            *next += 1;
-            *next
-        };
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let conn = Arc::new(Conn {
             authenticated: AtomicBool::new(false),
             close: CancellationToken::new(),
@@ -292,7 +283,7 @@ pub fn incoming(
                         warn!(
                             error = %e,
                             retry_in_ms = backoff.as_millis() as u64,
-                            open = connections.len(),
+                            open = connections.open_count(),
                             suppressed,
                             "accepting a connection failed"
                         );

@@ -58,16 +58,10 @@ pub struct Claim {
     actor_id: u32,
     steps: u64,
     spent: u64,
-    counts: bool,
     taken: bool,
 }
 
 impl Claim {
-    /// Whether the push's episodes count (else the push is taken without them).
-    pub fn counts(&self) -> bool {
-        self.counts
-    }
-
     /// The push was taken (queued, or refused as stale for good): the booking stands.
     pub fn taken(mut self) {
         self.taken = true;
@@ -247,16 +241,16 @@ impl Door {
 
     /// Checks the episodes a push of `steps` environment steps claims to have finished against
     /// the environment (a push whose claims do not fit is refused, counted in `rejected` and
-    /// logged) and books them on the actor's account: [`Claim::counts`] says whether they
-    /// count (the account covers them), else the push is taken without its episodes (counted
-    /// in `episode_claims_dropped`). The booking is undone unless [`Claim::taken`] is called
-    /// (a push a full queue sends back comes again).
+    /// logged) and books them on the actor's account. Episodes the account does not cover are
+    /// taken out of the push (`returns` and `lengths` emptied; counted in
+    /// `episode_claims_dropped`): it is taken without them. The booking is undone unless
+    /// [`Claim::taken`] is called (a push a full queue sends back comes again).
     pub fn check_episodes(
         &self,
         actor_id: u32,
         steps: u64,
-        returns: &[f32],
-        lengths: &[u32],
+        returns: &mut Vec<f32>,
+        lengths: &mut Vec<u32>,
         rejected: &AtomicU64,
     ) -> Result<Claim, ServiceError> {
         let b = &self.episode_bounds;
@@ -282,13 +276,14 @@ impl Door {
                     "episode statistics not counted: more episode steps than the actor pushed"
                 );
             }
+            returns.clear();
+            lengths.clear();
         }
         Ok(Claim {
             registry: self.registry.clone(),
             actor_id,
             steps,
             spent: if counts { claimed } else { 0 },
-            counts,
             taken: false,
         })
     }

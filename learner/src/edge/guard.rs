@@ -64,15 +64,17 @@ pub struct Guard<S> {
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
 /// The caller's address, as the accept loop recorded it; handlers find it in the request's
-/// extensions.
-#[derive(Debug, Clone)]
-pub struct Peer(pub String);
+/// extensions. Formatted only when logged.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub Option<std::net::SocketAddr>);
 
-fn peer<B>(req: &http::Request<B>) -> String {
-    ConnInfo::of(req.extensions())
-        .and_then(|c| c.remote)
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| "unknown".into())
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => addr.fmt(f),
+            None => f.write_str("unknown"),
+        }
+    }
 }
 
 impl<S, B> Service<http::Request<B>> for Guard<S>
@@ -93,6 +95,8 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let conn = ConnInfo::of(req.extensions()).cloned();
+        let peer = Peer(conn.as_ref().and_then(|c| c.remote));
         if let Some(token) = &self.token {
             let authorized = req
                 .headers()
@@ -103,7 +107,7 @@ where
                 if let Some(suppressed) = self.log.allow() {
                     warn!(
                         rpc = shoal_common::text::bounded(req.uri().path()),
-                        peer = peer(&req),
+                        %peer,
                         sent_authorization =
                             req.headers().contains_key(http::header::AUTHORIZATION),
                         suppressed,
@@ -116,17 +120,17 @@ where
         }
         // Authenticated (or no token is required): the connection is no longer closed by the
         // auth timeout nor displaced at the connection limit.
-        if let Some(conn) = ConnInfo::of(req.extensions()) {
+        if let Some(conn) = conn {
             conn.authenticated();
         }
-        let peer = peer(&req);
-        req.extensions_mut().insert(Peer(peer.clone()));
+        req.extensions_mut().insert(peer);
         // The service that was polled ready serves this call; its clone waits for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let counters = self.counters.clone();
         let log = self.log.clone();
-        let rpc = shoal_common::text::bounded(req.uri().path());
+        // Kept as it came (a cheap clone), bounded only if it is logged.
+        let uri = req.uri().clone();
         Box::pin(async move {
             let response = inner.call(req).await?;
             // A refusal before the handler ran comes back as a trailers-only response: its
@@ -145,7 +149,13 @@ where
             if let Some(counter) = counter {
                 bump(counter);
                 if let Some(suppressed) = log.allow() {
-                    warn!(rpc, peer, code = ?code, suppressed, "request refused by the transport");
+                    warn!(
+                        rpc = shoal_common::text::bounded(uri.path()),
+                        %peer,
+                        code = ?code,
+                        suppressed,
+                        "request refused by the transport"
+                    );
                 }
             }
             Ok(response)

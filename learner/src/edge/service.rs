@@ -33,7 +33,7 @@ impl ParameterService {
     fn register(
         &self,
         req: proto::RegisterRequest,
-        peer: String,
+        peer: Peer,
     ) -> Result<proto::RegisterResponse, ServiceError> {
         let door = &self.door;
         if req.protocol_version != PROTOCOL_VERSION as i32 {
@@ -56,7 +56,7 @@ impl ParameterService {
             .register(&name, previous)
             .ok_or(ServiceError::IdsExhausted)?;
         bump(&door.counters.registrations);
-        info!(actor_id, name, peer, "actor registered");
+        info!(actor_id, name, %peer, "actor registered");
         let c = &door.config;
         let mut settings = proto::RunSettings {
             env_id: c.env_id.clone(),
@@ -95,8 +95,8 @@ impl ParameterServer for ParameterService {
         let peer = request
             .extensions()
             .get::<Peer>()
-            .map(|p| p.0.clone())
-            .unwrap_or_default();
+            .copied()
+            .unwrap_or(Peer(None));
         respond(&self.door, self.register(request.into_inner(), peer))
     }
 

@@ -63,14 +63,10 @@ impl Admission for A3cAdmission {
         let claim = door.check_episodes(
             msg.actor_id,
             grad.env_steps.into(),
-            &grad.episode_returns,
-            &grad.episode_lengths,
+            &mut grad.episode_returns,
+            &mut grad.episode_lengths,
             rejected,
         )?;
-        if !claim.counts() {
-            grad.episode_returns.clear();
-            grad.episode_lengths.clear();
-        }
         if let Err(staleness) = self.staleness.check(msg.version, start.current_version) {
             ack.reason = format!(
                 "stale: computed on version {}, {staleness} behind (max_staleness {})",

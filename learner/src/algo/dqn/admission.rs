@@ -70,14 +70,10 @@ impl Admission for DqnAdmission {
         let claim = door.check_episodes(
             msg.actor_id,
             batch.len() as u64,
-            &batch.episode_returns,
-            &batch.episode_lengths,
+            &mut batch.episode_returns,
+            &mut batch.episode_lengths,
             rejected,
         )?;
-        if !claim.counts() {
-            batch.episode_returns.clear();
-            batch.episode_lengths.clear();
-        }
         door.enqueue(&self.queue, batch)?;
         claim.taken();
         ack.accepted = true;

@@ -48,14 +48,10 @@ impl Admission for PpoAdmission {
         let claim = door.check_episodes(
             msg.actor_id,
             rollout.env_steps() as u64,
-            &rollout.episode_returns,
-            &rollout.episode_lengths,
+            &mut rollout.episode_returns,
+            &mut rollout.episode_lengths,
             rejected,
         )?;
-        if !claim.counts() {
-            rollout.episode_returns.clear();
-            rollout.episode_lengths.clear();
-        }
         door.enqueue(&self.queue, rollout)?;
         claim.taken();
         let subscribed = door.registry.subscribed();
