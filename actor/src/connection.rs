@@ -110,13 +110,17 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Calls `push` until the learner takes it, backing off (from 1 ms, at most 100 ms) while its
-/// queue is full. `None` when cancelled.
+/// The longest wait between pushes refused for a full queue, by default.
+pub(crate) const FULL_QUEUE_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Calls `push` until the learner takes it, backing off (from 1 ms, at most `max_delay`) while
+/// its queue is full. `None` when cancelled.
 pub(crate) async fn retry_while_full<T>(
     shutdown: &CancellationToken,
+    max_delay: Duration,
     mut push: impl AsyncFnMut() -> Result<tonic::Response<T>, Status>,
 ) -> Result<Option<T>, SessionError> {
-    let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(100), 0);
+    let mut backoff = Backoff::new(Duration::from_millis(1), max_delay, 0);
     loop {
         match push().await {
             Ok(reply) => return Ok(Some(reply.into_inner())),

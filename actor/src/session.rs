@@ -187,6 +187,7 @@ pub async fn run(
                     reason,
                     rollouts = summary.rollouts,
                     env_steps = summary.env_steps,
+                    idle_fraction = summary.idle_fraction().map(|f| format!("{f:.3}")),
                     "learner ended the run; actor exits"
                 );
                 summary.finished = Some(reason);

@@ -18,9 +18,26 @@ pub struct ActorSummary {
     pub finished: Option<String>,
     /// When the previous report was made, and the steps taken by then.
     last_report: Option<(std::time::Instant, u64)>,
+    /// When the first measured collection began, and the seconds spent collecting since
+    /// (algorithms that measure it: PPO, IMPALA).
+    collecting: Option<(std::time::Instant, f64)>,
 }
 
 impl ActorSummary {
+    /// Counts a collection that began at `started` and took `secs` seconds of work.
+    pub(crate) fn collected(&mut self, started: std::time::Instant, secs: f64) {
+        let (_, busy) = self.collecting.get_or_insert((started, 0.0));
+        *busy += secs;
+    }
+
+    /// Share of the wall time since the first measured collection spent doing something else.
+    pub fn idle_fraction(&self) -> Option<f64> {
+        self.collecting.map(|(since, busy)| {
+            let wall = since.elapsed().as_secs_f64().max(1e-9);
+            (1.0 - busy / wall).clamp(0.0, 1.0)
+        })
+    }
+
     /// Counts the steps and episodes about to be pushed and makes the report that goes with
     /// them: speed since the previous report, totals, mean inference time.
     pub(crate) fn report(
@@ -46,6 +63,7 @@ impl ActorSummary {
             reconnects: self.reconnects,
             inference_secs,
             env_steps: self.env_steps,
+            idle_fraction: self.idle_fraction(),
         }
         .to_proto()
     }

@@ -5,7 +5,7 @@ use shoal_common::env::{EnvError, VecEnv, VecStep};
 use shoal_common::model::ActionHead;
 use shoal_common::normalize::NormStats;
 use shoal_common::rng::{Rng, derive_seed};
-use shoal_common::rollout::{Rollout, RolloutShape};
+use shoal_common::rollout::{FinalObservations, Rollout, RolloutShape};
 use shoal_common::settings::ActorSettings;
 
 use shoal_common::stats::InferenceClock;
@@ -86,7 +86,9 @@ impl Worker {
             episode_returns: Vec::new(),
             episode_lengths: Vec::new(),
             moments: NormStats::new(o),
+            final_obs: None,
         };
+        let mut truncation_obs = Vec::new();
         for t in 0..t_len {
             let raw = self.venv.observations();
             for row in raw.chunks_exact(o) {
@@ -130,6 +132,7 @@ impl Worker {
                 for (&i, v) in cut.iter().zip(policy.values(&finals)) {
                     r.truncation_values[t * n + i] = v;
                 }
+                truncation_obs.extend_from_slice(&finals);
             }
             for ep in &self.step.finished {
                 r.episode_returns.push(ep.episode_return as f32);
@@ -140,6 +143,10 @@ impl Worker {
         self.obs.extend_from_slice(self.venv.observations());
         norm.observations(&mut self.obs);
         r.bootstrap_values = policy.values(&self.obs);
+        r.final_obs = Some(FinalObservations {
+            bootstrap: self.obs.clone(),
+            truncation: truncation_obs,
+        });
         r
     }
 }

@@ -349,6 +349,7 @@ mod tests {
             return_mean_100: Some(10.5),
             wall_secs: 1.0,
             update_secs: 0.5,
+            actor_idle_fraction: None,
             run_dir: "runs/x".into(),
         };
         let line = summary_line(&summary);

@@ -162,6 +162,7 @@ mod tests {
             return_mean_100: Some(480.5),
             wall_secs: 3.0,
             update_secs: 2.0,
+            actor_idle_fraction: None,
             run_dir: solved.clone(),
         };
         std::fs::write(

@@ -12,7 +12,9 @@
 //! - [`evaluate`]: deterministic evaluation episodes (DQN's evaluator, `shoal eval`).
 //! - [`codec`]: parameters as little-endian `f32` bytes, layouts and fingerprints.
 //! - [`returns`]: GAE and n-step returns as pure functions, and the `[T, N]` column helpers.
-//! - [`rollout`]: the rollout domain type and its validation (PPO, and A3C's actor side).
+//! - [`vtrace`]: V-trace targets and advantages (IMPALA) as a pure function.
+//! - [`rollout`]: the rollout domain type and its validation (PPO, IMPALA, and A3C's actor
+//!   side).
 //! - [`gradient`]: the pushed-gradient domain type and its validation (A3C).
 //! - [`transition`]: the n-step transition batch and its validation (DQN).
 //! - [`exploration`]: DQN actors' ε (Ape-X per actor, or one linear schedule).
@@ -44,6 +46,7 @@ pub mod settings;
 pub mod stats;
 pub mod text;
 pub mod transition;
+pub mod vtrace;
 
 /// Generated protocol types, client and server (`shoal.v1`).
 #[allow(missing_docs, unreachable_pub, clippy::all)]

@@ -56,6 +56,18 @@ pub struct Rollout {
     pub episode_lengths: Vec<u32>,
     /// Statistics of the raw observations and running discounted returns seen.
     pub moments: NormStats,
+    /// The observations after the rollout's steps, for a learner that re-evaluates them
+    /// (IMPALA); `None` when the sender left them out.
+    pub final_obs: Option<FinalObservations>,
+}
+
+/// The observations a rollout's values bootstrap from, normalised as the rollout's.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FinalObservations {
+    /// `[N, O]`: the observation after the last step.
+    pub bootstrap: Vec<f32>,
+    /// `[K, O]`: the final observation of each truncated step, in `[T, N]` order.
+    pub truncation: Vec<f32>,
 }
 
 /// Why a rollout from the network was refused.
@@ -118,6 +130,12 @@ pub enum RolloutError {
     /// The observation/return statistics are unusable.
     #[error("rollout {0}")]
     Moments(#[from] NormStatsError),
+    /// The run needs the final observations and the rollout has none.
+    #[error(
+        "rollout has no bootstrap_observations: this run's learner re-evaluates them (an actor \
+         built before the field existed?)"
+    )]
+    NoFinalObservations,
 }
 
 fn floats(field: &'static str, data: &[u8], len: usize) -> Result<Vec<f32>, RolloutError> {
@@ -217,6 +235,22 @@ impl Rollout {
                 "moments (more samples or larger values than the rollout holds)",
             )));
         }
+        let o = shape.obs_dim;
+        let final_obs = if msg.bootstrap_observations.is_empty()
+            && msg.truncation_observations.is_empty()
+        {
+            None
+        } else {
+            let k = truncated.iter().filter(|&&c| c).count();
+            Some(FinalObservations {
+                bootstrap: floats("bootstrap_observations", &msg.bootstrap_observations, n * o)?,
+                truncation: floats(
+                    "truncation_observations",
+                    &msg.truncation_observations,
+                    k * o,
+                )?,
+            })
+        };
         Ok(Self {
             actor_id: msg.actor_id,
             version: msg.version,
@@ -233,7 +267,15 @@ impl Rollout {
             episode_returns,
             episode_lengths,
             moments,
+            final_obs,
         })
+    }
+
+    /// The final observations, which this run needs.
+    pub fn require_final_obs(&self) -> Result<&FinalObservations, RolloutError> {
+        self.final_obs
+            .as_ref()
+            .ok_or(RolloutError::NoFinalObservations)
     }
 
     /// The wire form.
@@ -258,6 +300,14 @@ impl Rollout {
             episode_lengths: self.episode_lengths.clone(),
             moments: Some(self.moments.to_proto()),
             actor_stats: None,
+            bootstrap_observations: self
+                .final_obs
+                .as_ref()
+                .map_or_else(Default::default, |f| encode_f32(&f.bootstrap)),
+            truncation_observations: self
+                .final_obs
+                .as_ref()
+                .map_or_else(Default::default, |f| encode_f32(&f.truncation)),
         }
     }
 }
@@ -294,6 +344,10 @@ mod tests {
                 m.returns.push(&[1.0]);
                 m
             },
+            final_obs: Some(FinalObservations {
+                bootstrap: vec![0.5; 6],
+                truncation: vec![9.0, 8.0, 7.0],
+            }),
         }
     }
 
@@ -301,6 +355,49 @@ mod tests {
     fn proto_round_trip() {
         let r = sample();
         assert_eq!(Rollout::from_proto(&r.to_proto("fp"), r.shape).unwrap(), r);
+        let without = Rollout {
+            final_obs: None,
+            ..sample()
+        };
+        let back = Rollout::from_proto(&without.to_proto("fp"), r.shape).unwrap();
+        assert_eq!(back, without);
+        assert_eq!(
+            back.require_final_obs(),
+            Err(RolloutError::NoFinalObservations)
+        );
+    }
+
+    #[test]
+    fn final_observations_must_match_the_truncations() {
+        let r = sample();
+        // One truncated step: three floats. Two rows is one too many.
+        let mut msg = r.to_proto("fp");
+        msg.truncation_observations = encode_f32(&[0.0; 6]);
+        assert!(matches!(
+            Rollout::from_proto(&msg, r.shape),
+            Err(RolloutError::Length {
+                field: "truncation_observations",
+                ..
+            })
+        ));
+        let mut msg = r.to_proto("fp");
+        msg.bootstrap_observations = Default::default();
+        assert!(matches!(
+            Rollout::from_proto(&msg, r.shape),
+            Err(RolloutError::Length {
+                field: "bootstrap_observations",
+                ..
+            })
+        ));
+        let mut msg = r.to_proto("fp");
+        msg.bootstrap_observations = encode_f32(&[0.0, 0.0, f32::NAN, 0.0, 0.0, 0.0]);
+        assert!(matches!(
+            Rollout::from_proto(&msg, r.shape),
+            Err(RolloutError::NotFinite {
+                field: "bootstrap_observations",
+                index: 2
+            })
+        ));
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub enum AlgorithmSettings {
     A3c(A3cLoss),
     /// DQN: exploration and n-step transitions.
     Dqn(DqnActor),
+    /// IMPALA: rollouts of whatever version the actor holds, pushed without waiting.
+    Impala,
 }
 
 impl AlgorithmSettings {
@@ -72,6 +74,7 @@ impl AlgorithmSettings {
             AlgorithmSettings::Ppo => AlgorithmKind::Ppo,
             AlgorithmSettings::A3c(_) => AlgorithmKind::A3c,
             AlgorithmSettings::Dqn(_) => AlgorithmKind::Dqn,
+            AlgorithmSettings::Impala => AlgorithmKind::Impala,
         }
     }
 
@@ -79,6 +82,7 @@ impl AlgorithmSettings {
     pub fn write_proto(&self, settings: &mut proto::RunSettings) {
         let (algorithm, a3c, dqn) = match self {
             AlgorithmSettings::Ppo => (proto::Algorithm::Ppo, None, None),
+            AlgorithmSettings::Impala => (proto::Algorithm::Impala, None, None),
             AlgorithmSettings::A3c(loss) => (proto::Algorithm::A3c, Some(loss.to_proto()), None),
             AlgorithmSettings::Dqn(d) => (
                 proto::Algorithm::Dqn,
@@ -105,6 +109,7 @@ impl AlgorithmSettings {
         };
         match proto::Algorithm::try_from(s.algorithm) {
             Ok(proto::Algorithm::Ppo) => Ok(AlgorithmSettings::Ppo),
+            Ok(proto::Algorithm::Impala) => Ok(AlgorithmSettings::Impala),
             Ok(proto::Algorithm::A3c) => {
                 let l = s.a3c.as_ref().ok_or("A3C run without its loss settings")?;
                 ranges(&[

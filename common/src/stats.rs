@@ -18,6 +18,9 @@ pub struct ActorStats {
     pub inference_secs: f64,
     /// Environment steps the actor process took since it started.
     pub env_steps: u64,
+    /// Share of its wall time the actor spent not collecting (waiting on the learner), when
+    /// its algorithm measures it.
+    pub idle_fraction: Option<f64>,
 }
 
 /// Why a report was refused.
@@ -39,12 +42,16 @@ impl ActorStats {
         if !plausible(m.inference_secs, 3600.0) {
             return Err(StatsError("inference_secs"));
         }
+        if m.idle_fraction.is_some_and(|f| !plausible(f, 1.0)) {
+            return Err(StatsError("idle_fraction"));
+        }
         Ok(Some(Self {
             sps: m.sps,
             episodes: m.episodes,
             reconnects: m.reconnects,
             inference_secs: m.inference_secs,
             env_steps: m.env_steps,
+            idle_fraction: m.idle_fraction,
         }))
     }
 
@@ -56,6 +63,7 @@ impl ActorStats {
             reconnects: self.reconnects,
             inference_secs: self.inference_secs,
             env_steps: self.env_steps,
+            idle_fraction: self.idle_fraction,
         }
     }
 }
@@ -102,6 +110,7 @@ mod tests {
             reconnects: 2,
             inference_secs: 2e-5,
             env_steps: 99,
+            idle_fraction: Some(0.25),
         };
         assert_eq!(ActorStats::from_proto(Some(&s.to_proto())), Ok(Some(s)));
         assert_eq!(ActorStats::from_proto(None), Ok(None));
@@ -113,6 +122,12 @@ mod tests {
         let mut m = s.to_proto();
         m.inference_secs = -0.1;
         assert!(ActorStats::from_proto(Some(&m)).is_err());
+        let mut m = s.to_proto();
+        m.idle_fraction = Some(1.5);
+        assert_eq!(
+            ActorStats::from_proto(Some(&m)),
+            Err(StatsError("idle_fraction"))
+        );
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub struct RunSummary {
     pub wall_secs: f64,
     /// Seconds the trainer spent updating and publishing (the rest it waited for experience).
     pub update_secs: f64,
+    /// Mean over the actors known at the end of the share of their wall time they spent
+    /// waiting on the learner instead of collecting (PPO, IMPALA).
+    #[serde(default)]
+    pub actor_idle_fraction: Option<f64>,
     /// The run directory.
     pub run_dir: PathBuf,
 }

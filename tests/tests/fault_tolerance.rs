@@ -220,6 +220,7 @@ async fn every_algorithm_resumes_where_it_stopped() {
         ("configs/cartpole-ppo.toml", 4_000u64, 4_000u64),
         ("configs/cartpole-a3c.toml", 4_000, 4_000),
         ("configs/cartpole-dqn.toml", 3_000, 3_000),
+        ("configs/cartpole-impala.toml", 4_000, 4_000),
     ] {
         let mut config = flex(RunConfig::load(&repo_root().join(file)).unwrap());
         config.total_steps = first_steps;

@@ -233,6 +233,7 @@ fn raw_rollout(
             returns: Some(empty(1)),
         }),
         actor_stats: None,
+        ..Default::default()
     }
 }
 

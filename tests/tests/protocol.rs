@@ -146,6 +146,7 @@ async fn mismatches_and_bad_input_are_refused_with_specific_statuses() {
         episode_lengths: vec![],
         moments: Some(NormStats::new(4).to_proto()),
         actor_stats: None,
+        ..Default::default()
     };
     let err = c.push_rollout(rollout.clone()).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);

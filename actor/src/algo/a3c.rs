@@ -14,7 +14,7 @@ use shoal_common::settings::{A3cLoss, ActorSettings};
 use tracing::debug;
 
 use super::seam::{ActorAlgorithm, Link, Session, SessionResult};
-use crate::connection::{first_parameters, retry_while_full};
+use crate::connection::{FULL_QUEUE_BACKOFF, first_parameters, retry_while_full};
 use crate::error::SessionEnd;
 use crate::policy::Policy;
 use crate::worker::Worker;
@@ -233,8 +233,10 @@ async fn session(worker: &mut Worker, loss: A3cLoss, link: Link<'_>) -> SessionR
         }
         .to_proto(&settings.model_fingerprint);
         msg.actor_stats = Some(stats);
-        let Some(ack) =
-            retry_while_full(shutdown, async || client.push_gradient(msg.clone()).await).await?
+        let Some(ack) = retry_while_full(shutdown, FULL_QUEUE_BACKOFF, async || {
+            client.push_gradient(msg.clone()).await
+        })
+        .await?
         else {
             return Ok(SessionEnd::Cancelled);
         };

@@ -12,7 +12,7 @@ use shoal_common::stats::InferenceClock;
 use shoal_common::transition::TransitionBatch;
 
 use super::seam::{ActorAlgorithm, Link, Session, SessionResult};
-use crate::connection::{first_parameters, retry_while_full};
+use crate::connection::{FULL_QUEUE_BACKOFF, first_parameters, retry_while_full};
 use crate::error::{SessionEnd, SessionError};
 use crate::policy::Policy;
 
@@ -190,7 +190,7 @@ async fn session(worker: &mut DqnWorker, link: Link<'_>) -> SessionResult {
             batch.episode_returns.len() as u64,
             worker.inference.take_mean(),
         ));
-        let Some(ack) = retry_while_full(shutdown, async || {
+        let Some(ack) = retry_while_full(shutdown, FULL_QUEUE_BACKOFF, async || {
             client.push_transitions(msg.clone()).await
         })
         .await?

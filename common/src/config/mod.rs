@@ -6,13 +6,14 @@
 //!
 //! # Layout
 //! - [`range`]: allowed ranges and the error that names field, value and range.
-//! - [`ppo`], [`a3c`], [`dqn`]: each algorithm's section.
+//! - [`ppo`], [`a3c`], [`dqn`], [`impala`]: each algorithm's section.
 //! - [`model`], [`normalize`], [`learner`]: the network, normalisation and learner process;
 //!   [`limits`]: what clients may hold of the learner.
 //! - [`overrides`]: `--set` on the command line, unread sections, plain-worded parser errors.
 
 pub mod a3c;
 pub mod dqn;
+pub mod impala;
 pub mod learner;
 pub mod limits;
 pub mod model;
@@ -30,6 +31,7 @@ use crate::env;
 
 pub use a3c::{A3cConfig, A3cOptimizer};
 pub use dqn::{DqnConfig, EpsilonSchedule};
+pub use impala::ImpalaConfig;
 pub use learner::{DeviceChoice, LearnerConfig};
 pub use limits::LimitsConfig;
 pub use model::ModelConfig;
@@ -83,6 +85,9 @@ pub enum AlgorithmKind {
     /// Distributed DQN (Ape-X): ε-greedy actors push n-step transitions into the learner's
     /// replay buffer.
     Dqn,
+    /// Asynchronous actor-critic with V-trace (IMPALA; APPO with `impala.clip_coef`): actors
+    /// never wait for a version, the learner corrects their lag.
+    Impala,
 }
 
 impl AlgorithmKind {
@@ -92,7 +97,22 @@ impl AlgorithmKind {
             AlgorithmKind::Ppo => "ppo",
             AlgorithmKind::A3c => "a3c",
             AlgorithmKind::Dqn => "dqn",
+            AlgorithmKind::Impala => "impala",
         }
+    }
+
+    /// Every algorithm.
+    pub const ALL: [AlgorithmKind; 4] = [
+        AlgorithmKind::Ppo,
+        AlgorithmKind::A3c,
+        AlgorithmKind::Dqn,
+        AlgorithmKind::Impala,
+    ];
+
+    /// Whether it trains on rollouts that can be normalised (observation normalisation and
+    /// reward scaling).
+    pub fn normalizes(self) -> bool {
+        matches!(self, AlgorithmKind::Ppo | AlgorithmKind::Impala)
     }
 }
 
@@ -127,6 +147,8 @@ pub struct RunConfig {
     pub a3c: A3cConfig,
     /// DQN hyperparameters.
     pub dqn: DqnConfig,
+    /// IMPALA / APPO hyperparameters.
+    pub impala: ImpalaConfig,
     /// Network shape.
     pub model: ModelConfig,
     /// Observation normalisation and reward scaling.
@@ -149,6 +171,7 @@ impl Default for RunConfig {
             ppo: PpoConfig::default(),
             a3c: A3cConfig::default(),
             dqn: DqnConfig::default(),
+            impala: ImpalaConfig::default(),
             model: ModelConfig::default(),
             normalize: NormalizeConfig::default(),
             learner: LearnerConfig::default(),
@@ -157,14 +180,23 @@ impl Default for RunConfig {
 }
 
 impl RunConfig {
-    /// The normalisation actors apply (reward discount from `ppo.gamma`).
+    /// The discount of the running return rewards are scaled by: the algorithm's γ for IMPALA,
+    /// `ppo.gamma` otherwise (every run sends it to its actors).
+    pub fn reward_gamma(&self) -> f64 {
+        match self.algorithm {
+            AlgorithmKind::Impala => self.impala.gamma,
+            _ => self.ppo.gamma,
+        }
+    }
+
+    /// The normalisation actors apply (reward discount from [`RunConfig::reward_gamma`]).
     pub fn normalize_settings(&self) -> crate::normalize::NormalizeSettings {
         crate::normalize::NormalizeSettings {
             observations: self.normalize.observations,
             rewards: self.normalize.rewards,
             clip_observations: self.normalize.clip_observations as f32,
             clip_rewards: self.normalize.clip_rewards as f32,
-            gamma: self.ppo.gamma,
+            gamma: self.reward_gamma(),
             epsilon: self.normalize.epsilon,
         }
     }
@@ -226,9 +258,23 @@ impl RunConfig {
                 }
             }
             AlgorithmKind::Dqn => self.dqn.validate()?,
+            AlgorithmKind::Impala => {
+                self.impala.validate(self.num_envs)?;
+                min_queue = self.impala.rollouts_per_batch;
+                if self.deterministic {
+                    return Err(top
+                        .invalid(
+                            "deterministic",
+                            true,
+                            "IMPALA trains on rollouts of whatever versions arrive, in arrival \
+                             order, and cannot repeat bit for bit (use ppo or dqn)",
+                        )
+                        .into());
+                }
+            }
         }
         self.normalize
-            .validate(self.algorithm == AlgorithmKind::Ppo, self.ppo.gamma)?;
+            .validate(self.algorithm.normalizes(), self.reward_gamma())?;
         self.learner.validate(min_queue)?;
         Ok(())
     }
@@ -374,7 +420,7 @@ mod tests {
         // What is left has no default in code (an optional field) or is not a field at all.
         for (field, doc) in documented {
             assert!(
-                doc.is_none() && field == "target_return",
+                doc.is_none() && ["target_return", "impala.clip_coef"].contains(&field.as_str()),
                 "README documents `{field}`, which is not a config field with that default"
             );
         }

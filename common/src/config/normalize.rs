@@ -38,9 +38,11 @@ impl Default for NormalizeConfig {
 
 impl NormalizeConfig {
     /// Checks every field; `supported` says whether the run's algorithm normalises at all;
-    /// `gamma` is the discount of the running return rewards are scaled by (`ppo.gamma`, sent to
-    /// every run's actors, so checked whatever the algorithm).
+    /// `gamma` is the discount of the running return rewards are scaled by (`ppo.gamma`, or
+    /// `impala.gamma` in IMPALA runs; sent to every run's actors, so checked whatever the
+    /// algorithm).
     pub fn validate(&self, supported: bool, gamma: f64) -> Result<(), Invalid> {
+        // IMPALA's discount was checked with its section, under its own name.
         Section("ppo").check("gamma", gamma, super::ppo::GAMMA)?;
         let s = Section("normalize");
         if !supported {
@@ -52,8 +54,8 @@ impl NormalizeConfig {
                     return Err(s.invalid(
                         name,
                         on,
-                        "must be false: normalize is supported with algorithm = \"ppo\" only \
-                         in this version",
+                        "must be false: normalize is supported with algorithm = \"ppo\" or \
+                         \"impala\" only in this version",
                     ));
                 }
             }

@@ -126,10 +126,10 @@ pub fn plain_words(message: &str) -> String {
 }
 
 /// `section.field` for every field of an algorithm section the run's algorithm does not read
-/// (`ppo.gamma` is read by every run: it is reward scaling's discount).
+/// (`ppo.gamma` is read by every run but IMPALA's: it is reward scaling's discount).
 pub fn unread_fields(table: &toml::Table, algorithm: AlgorithmKind) -> Vec<String> {
     let mut unread = Vec::new();
-    for kind in [AlgorithmKind::Ppo, AlgorithmKind::A3c, AlgorithmKind::Dqn] {
+    for kind in AlgorithmKind::ALL {
         if kind == algorithm {
             continue;
         }
@@ -137,7 +137,9 @@ pub fn unread_fields(table: &toml::Table, algorithm: AlgorithmKind) -> Vec<Strin
             continue;
         };
         for key in section.keys() {
-            if !(kind == AlgorithmKind::Ppo && key == "gamma") {
+            let read_by_all =
+                kind == AlgorithmKind::Ppo && key == "gamma" && algorithm != AlgorithmKind::Impala;
+            if !read_by_all {
                 unread.push(format!("{}.{key}", kind.name()));
             }
         }

@@ -10,13 +10,15 @@
 //!   queued items, publish versions, contribute its quantities to the status row, save and
 //!   restore its typed state.
 //!
-//! Each algorithm lives in its own folder: `ppo/`, `a3c/`, `dqn/` (math, run, admission);
+//! Each algorithm lives in its own folder: `ppo/`, `a3c/`, `dqn/`, `impala/` (math, run,
+//! admission);
 //! `lockstep` says which actors take part in a deterministic run.
 //! Adding one: a folder with both sides, an arm in `start`, its section in the run config
 //! and its `AlgorithmSettings` for actors.
 
 pub mod a3c;
 pub mod dqn;
+pub mod impala;
 pub(crate) mod lockstep;
 pub mod ppo;
 pub mod setup;
@@ -31,5 +33,6 @@ pub(crate) fn start(setup: Setup) -> Started {
         AlgorithmKind::Ppo => ppo::start(setup),
         AlgorithmKind::A3c => a3c::start(setup),
         AlgorithmKind::Dqn => dqn::start(setup),
+        AlgorithmKind::Impala => impala::start(setup),
     }
 }

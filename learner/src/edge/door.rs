@@ -292,14 +292,24 @@ impl Door {
     pub fn enqueue<T>(&self, queue: &Sender<T>, item: T) -> Result<(), ServiceError> {
         match queue.try_send(item) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => {
-                bump(&self.counters.queue_full);
-                Err(ServiceError::QueueFull(
-                    queue.capacity().unwrap_or_default(),
-                ))
-            }
+            Err(TrySendError::Full(_)) => Err(self.queue_full(queue)),
             Err(TrySendError::Disconnected(_)) => Err(ServiceError::ShuttingDown),
         }
+    }
+
+    /// Refuses a push before it is decoded when `queue` is full already (actors that never
+    /// wait retry often; their refusals should cost next to nothing).
+    pub fn check_room<T>(&self, queue: &Sender<T>) -> Result<(), ServiceError> {
+        if queue.is_full() {
+            return Err(self.queue_full(queue));
+        }
+        Ok(())
+    }
+
+    /// Counts a push refused for a full queue.
+    fn queue_full<T>(&self, queue: &Sender<T>) -> ServiceError {
+        bump(&self.counters.queue_full);
+        ServiceError::QueueFull(queue.capacity().unwrap_or_default())
     }
 
     /// A parameter version as the wire carries it.

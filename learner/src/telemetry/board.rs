@@ -61,6 +61,7 @@ impl StatusBoard {
                     episodes: s.episodes,
                     reconnects: s.reconnects,
                     inference_secs: s.inference_secs,
+                    idle_fraction: s.idle_fraction,
                 };
                 (name, report)
             })

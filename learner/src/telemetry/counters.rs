@@ -104,8 +104,11 @@ pub struct RunCounters {
     pub recent: EpisodeWindow,
     /// Rollouts trained on (PPO).
     pub rollouts_used: u64,
-    /// Rollouts dropped as stale or surplus (PPO).
+    /// Rollouts dropped as stale or surplus (PPO), or left out of the loss as more than
+    /// `max_policy_lag` versions old (IMPALA).
     pub rollouts_stale: u64,
+    /// Samples left out of the loss as more than `max_policy_lag` versions old (IMPALA).
+    pub samples_masked: u64,
     /// Gradients applied (A3C).
     pub gradients_applied: u64,
     /// Gradients dropped as more than `max_staleness` versions old, at the door or when their
@@ -137,6 +140,7 @@ impl Default for RunCounters {
             recent: EpisodeWindow::default(),
             rollouts_used: 0,
             rollouts_stale: 0,
+            samples_masked: 0,
             gradients_applied: 0,
             gradients_stale: 0,
             eval_return_mean: None,

@@ -107,6 +107,9 @@ pub fn compact_line(row: &StatusRow) -> String {
     if let Some(lag) = row.version_diff_avg.filter(|&lag| lag > 0.0) {
         parts.push(format!("lag {lag:.1}"));
     }
+    if let Some(masked) = row.masked_fraction.filter(|&m| m > 0.0) {
+        parts.push(format!("masked {:.0}%", 100.0 * masked));
+    }
     parts.push(format!("actors {}", row.connected_actors.unwrap_or(0)));
     if let Some(b) = &row.bottleneck {
         parts.push(b.clone());
@@ -158,6 +161,7 @@ pub fn status_line(row: &StatusRow) {
         queue = row.queue_depth,
         busy = fixed(row.learner_busy, 2),
         stale = row.rollouts_stale,
+        masked = fixed(row.masked_fraction, 3),
         refused = row.refused,
         bottleneck = row.bottleneck.as_deref().unwrap_or_default(),
         "status"

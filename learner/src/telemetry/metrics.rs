@@ -210,8 +210,12 @@ status_table! {
     learner_busy: f64, Gauge, Tag::Perf;
     /// Rollouts trained on (PPO).
     rollouts_used: u64, Counter, Tag::Shoal;
-    /// Rollouts dropped as made with an older version (PPO).
+    /// Rollouts dropped as made with an older version (PPO) or masked for their lag (IMPALA).
     rollouts_stale: u64, Counter, Tag::Shoal;
+    /// Samples left out of the loss as more than `max_policy_lag` versions old (IMPALA).
+    samples_masked: u64, Counter, Tag::Shoal;
+    /// Share of the interval's samples left out of the loss for their policy lag (IMPALA).
+    masked_fraction: f64, Gauge, Tag::Perf;
     /// Pushes refused because the trainer's queue was full.
     queue_full: u64, Counter, Tag::Shoal;
     /// Pushes taken without their episode statistics (more episode steps than pushed).
@@ -298,6 +302,9 @@ pub struct ActorReport {
     pub reconnects: u32,
     /// Mean seconds per batched forward pass in its last collection.
     pub inference_secs: f64,
+    /// Share of its wall time it spent waiting on the learner (PPO, IMPALA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_fraction: Option<f64>,
 }
 
 /// `metrics.csv`'s header line.

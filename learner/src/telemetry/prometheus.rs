@@ -26,7 +26,7 @@ struct ActorMetric {
     value: fn(&ActorStats) -> Cell<'static>,
 }
 
-const ACTOR_METRICS: [ActorMetric; 5] = [
+const ACTOR_METRICS: [ActorMetric; 6] = [
     ActorMetric {
         name: "actor_sps",
         kind: Kind::Gauge,
@@ -56,6 +56,12 @@ const ACTOR_METRICS: [ActorMetric; 5] = [
         kind: Kind::Gauge,
         help: "mean seconds per batched policy forward pass in the actor's last collection",
         value: |s| Cell::Number(s.inference_secs),
+    },
+    ActorMetric {
+        name: "actor_idle_fraction",
+        kind: Kind::Gauge,
+        help: "share of the actor's wall time spent waiting on the learner instead of collecting",
+        value: |s| s.idle_fraction.map_or(Cell::Empty, Cell::Number),
     },
 ];
 
@@ -198,6 +204,7 @@ mod tests {
                 reconnects: 1,
                 inference_secs: 0.001,
                 env_steps: 64,
+                idle_fraction: None,
             },
         );
         let text = exposition(board);

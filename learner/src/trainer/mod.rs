@@ -177,6 +177,16 @@ fn restore<A: Algorithm>(algo: &mut A, checkpoint: &Checkpoint) -> Result<(), Ch
     algo.restore(dir, state)
 }
 
+/// The mean of the actors' reported idle fractions, when any reports one.
+fn mean_idle_fraction(board: &StatusBoard) -> Option<f64> {
+    let idle: Vec<f64> = board
+        .reports()
+        .into_iter()
+        .filter_map(|(_, _, s)| s.idle_fraction)
+        .collect();
+    (!idle.is_empty()).then(|| idle.iter().sum::<f64>() / idle.len() as f64)
+}
+
 /// The trainer thread: runs `algo` on what `rx` receives until the run ends or is cancelled,
 /// then tells actors, writes the last metrics row and the final checkpoint, and makes the
 /// summary.
@@ -253,6 +263,7 @@ pub(crate) fn drive<A: Algorithm>(
         return_mean_100: counters.recent.mean(),
         wall_secs: counters.elapsed_secs,
         update_secs: busy_secs,
+        actor_idle_fraction: mean_idle_fraction(&env.board),
         run_dir: env.run_dir.path().to_path_buf(),
         counters,
     };
