@@ -15,6 +15,7 @@ use super::batch::TrajectoryBatch;
 use super::loss::{ImpalaCoefs, impala_loss};
 use crate::algo::ppo::UpdateStats;
 use crate::algo::ppo::loss::{explained_variance, normalize};
+use crate::algo::ppo::trainer::StepStats;
 use crate::checkpoint::CheckpointError;
 use crate::grad_clip::clip_global_norm;
 
@@ -169,8 +170,7 @@ impl ImpalaTrainer {
         }
         let per_minibatch = kept.len().div_ceil(cfg.num_minibatches).max(1);
         let mut order = kept.to_vec();
-        let mut stats_tensors: Vec<Tensor<1>> = Vec::new();
-        let mut minibatches = 0usize;
+        let mut stats = StepStats::default();
         let (mut ev_values, mut ev_targets) = (Vec::new(), Vec::new());
         for epoch in 0..epochs {
             self.rng.shuffle(&mut order);
@@ -261,40 +261,17 @@ impl ImpalaTrainer {
                     t1(vs),
                     coefs,
                 );
-                let grads = loss.total.backward();
+                let grads = loss.total.clone().backward();
                 let mut grads = GradientsParams::from_grads(grads, &model);
                 let grad_norm = clip_global_norm(&model, &mut grads, max_grad_norm);
                 self.model = Some(self.optimizer.step(lr, model, grads));
-                stats_tensors.extend([
-                    loss.policy.inner(),
-                    loss.value.inner(),
-                    loss.entropy.inner(),
-                    loss.approx_kl.inner(),
-                    loss.clipfrac.inner(),
-                    grad_norm,
-                ]);
-                minibatches += 1;
+                stats.record(loss, grad_norm);
             }
         }
-        let mut sums = [0.0f64; 6];
-        let mut tx = Transaction::default();
-        for t in stats_tensors {
-            tx = tx.register(t);
-        }
-        for (k, data) in tx.execute().into_iter().enumerate() {
-            sums[k % 6] += data.convert::<f32>().as_slice::<f32>().expect("f32")[0] as f64;
-        }
-        let mean = |k: usize| sums[k] / minibatches.max(1) as f64;
-        UpdateStats {
-            policy_loss: mean(0),
-            value_loss: mean(1),
-            entropy: mean(2),
-            approx_kl: mean(3),
-            clipfrac: mean(4),
-            grad_norm: mean(5),
-            explained_variance: explained_variance(&ev_values, &ev_targets),
-            learning_rate: lr,
-            batch_size: kept.len() * t_len,
-        }
+        stats.finish(
+            explained_variance(&ev_values, &ev_targets),
+            lr,
+            kept.len() * t_len,
+        )
     }
 }

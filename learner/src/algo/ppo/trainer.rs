@@ -8,7 +8,7 @@ use shoal_common::model::{ActorCritic, ModelSpec, action_rows};
 use shoal_common::rng::Rng;
 
 use super::batch::Batch;
-use super::loss::{LossCoefs, explained_variance, normalize, ppo_loss};
+use super::loss::{LossCoefs, PpoLoss, explained_variance, normalize, ppo_loss};
 use crate::checkpoint::CheckpointError;
 use crate::grad_clip::clip_global_norm;
 
@@ -33,6 +33,60 @@ pub struct UpdateStats {
     pub learning_rate: f64,
     /// Samples in the batch.
     pub batch_size: usize,
+}
+
+/// The statistics of an update's minibatch steps, kept on the device until one read-back at
+/// the end of the update (PPO and IMPALA).
+#[derive(Default)]
+pub(crate) struct StepStats {
+    tensors: Vec<Tensor<1>>,
+    steps: usize,
+}
+
+impl StepStats {
+    /// Records one step's loss parts and gradient norm; they leave the autodiff graph here (the
+    /// gradient norm is already outside it).
+    pub(crate) fn record(&mut self, loss: PpoLoss, grad_norm: Tensor<1>) {
+        self.tensors.extend([
+            loss.policy.inner(),
+            loss.value.inner(),
+            loss.entropy.inner(),
+            loss.approx_kl.inner(),
+            loss.clipfrac.inner(),
+            grad_norm,
+        ]);
+        self.steps += 1;
+    }
+
+    /// Reads every statistic back at once; the update's means, with the quantities measured
+    /// on the host.
+    pub(crate) fn finish(
+        self,
+        explained_variance: f64,
+        learning_rate: f64,
+        batch_size: usize,
+    ) -> UpdateStats {
+        let mut sums = [0.0f64; 6];
+        let mut tx = Transaction::default();
+        for t in self.tensors {
+            tx = tx.register(t);
+        }
+        for (k, data) in tx.execute().into_iter().enumerate() {
+            sums[k % 6] += data.convert::<f32>().as_slice::<f32>().expect("f32")[0] as f64;
+        }
+        let mean = |k: usize| sums[k] / self.steps.max(1) as f64;
+        UpdateStats {
+            policy_loss: mean(0),
+            value_loss: mean(1),
+            entropy: mean(2),
+            approx_kl: mean(3),
+            clipfrac: mean(4),
+            grad_norm: mean(5),
+            explained_variance,
+            learning_rate,
+            batch_size,
+        }
+    }
 }
 
 /// Owns the network and its optimizer.
@@ -140,8 +194,7 @@ impl PpoTrainer {
         let (outputs, width) = (head.outputs(), head.action_width());
         let minibatch = b.div_ceil(self.ppo.num_minibatches);
         let mut indices: Vec<usize> = (0..b).collect();
-        let mut stats_tensors: Vec<Tensor<1>> = Vec::new();
-        let mut num_minibatches = 0usize;
+        let mut stats = StepStats::default();
         for _epoch in 0..self.ppo.update_epochs {
             self.rng.shuffle(&mut indices);
             for chunk in indices.chunks(minibatch) {
@@ -177,42 +230,13 @@ impl PpoTrainer {
                     t1(ret),
                     coefs,
                 );
-                let grads = loss.total.backward();
+                let grads = loss.total.clone().backward();
                 let mut grads = GradientsParams::from_grads(grads, &model);
                 let grad_norm = clip_global_norm(&model, &mut grads, self.ppo.max_grad_norm);
                 self.model = Some(self.optimizer.step(lr, model, grads));
-                // Statistics leave the autodiff graph (the gradient norm is already outside it).
-                stats_tensors.extend([
-                    loss.policy.inner(),
-                    loss.value.inner(),
-                    loss.entropy.inner(),
-                    loss.approx_kl.inner(),
-                    loss.clipfrac.inner(),
-                    grad_norm,
-                ]);
-                num_minibatches += 1;
+                stats.record(loss, grad_norm);
             }
         }
-        // One read-back for all statistics of the update.
-        let mut sums = [0.0f64; 6];
-        let mut tx = Transaction::default();
-        for t in stats_tensors {
-            tx = tx.register(t);
-        }
-        for (k, data) in tx.execute().into_iter().enumerate() {
-            sums[k % 6] += data.convert::<f32>().as_slice::<f32>().expect("f32")[0] as f64;
-        }
-        let mean = |k: usize| sums[k] / num_minibatches.max(1) as f64;
-        UpdateStats {
-            policy_loss: mean(0),
-            value_loss: mean(1),
-            entropy: mean(2),
-            approx_kl: mean(3),
-            clipfrac: mean(4),
-            grad_norm: mean(5),
-            explained_variance: explained_variance(&batch.values, &batch.returns),
-            learning_rate: lr,
-            batch_size: b,
-        }
+        stats.finish(explained_variance(&batch.values, &batch.returns), lr, b)
     }
 }
