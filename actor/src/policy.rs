@@ -68,7 +68,7 @@ impl Policy {
         p: &proto::Parameters,
     ) -> Result<(Vec<f32>, Self), ActorError> {
         let params = settings.model.layout().decode(&p.data)?;
-        let stats = NormStats::from_proto(p.normalization.as_ref(), settings.model.obs_dim)?;
+        let stats = NormStats::from_proto(p.normalization.as_ref(), settings.model.moments_dim())?;
         let normalizer = Normalizer::new(settings.normalize, &stats);
         let policy = Self::new(&settings.model, &params, p.version, normalizer);
         Ok((params, policy))
@@ -100,9 +100,10 @@ impl Policy {
     /// Samples an action for each of the `obs.len() / O` (normalised) observations.
     pub fn act(&self, obs: &[f32], rng: &mut Rng) -> Act {
         let x = self.obs_tensor(obs);
+        let (logits, values) = self.model.heads(x);
         let [out, values] = Transaction::default()
-            .register(self.model.logits(x.clone()))
-            .register(self.model.values(x))
+            .register(logits)
+            .register(values)
             .execute()
             .try_into()
             .expect("two tensors read");
@@ -173,12 +174,7 @@ mod tests {
 
     #[test]
     fn sampled_log_probs_match_the_softmax() {
-        let spec = ModelSpec {
-            obs_dim: 4,
-            action: ActionHead::Categorical(2),
-            hidden: vec![16],
-            activation: Activation::Tanh,
-        };
+        let spec = ModelSpec::mlp(4, ActionHead::Categorical(2), vec![16], Activation::Tanh);
         // Large output gain so the two actions have clearly different probabilities.
         let mut params = spec.init_params(9);
         for p in &mut params {
@@ -202,12 +198,7 @@ mod tests {
 
     #[test]
     fn gaussian_samples_follow_mean_and_log_std_with_their_density() {
-        let spec = ModelSpec {
-            obs_dim: 3,
-            action: ActionHead::Gaussian(2),
-            hidden: vec![8],
-            activation: Activation::Tanh,
-        };
+        let spec = ModelSpec::mlp(3, ActionHead::Gaussian(2), vec![8], Activation::Tanh);
         let mut params = spec.init_params(2);
         let n = params.len();
         params[n - 2..].copy_from_slice(&[-1.0, 0.5]);

@@ -4,6 +4,7 @@
 use shoal_common::env::{EnvError, VecEnv, VecStep};
 use shoal_common::model::ActionHead;
 use shoal_common::normalize::NormStats;
+use shoal_common::obs::Observations;
 use shoal_common::rng::{Rng, derive_seed};
 use shoal_common::rollout::{FinalObservations, Rollout, RolloutShape};
 use shoal_common::settings::ActorSettings;
@@ -36,12 +37,7 @@ impl Worker {
     pub fn new(settings: &ActorSettings) -> Result<Self, EnvError> {
         let venv = VecEnv::new(&settings.env_id, settings.num_envs, settings.seed)?;
         Ok(Self {
-            shape: RolloutShape {
-                n_steps: settings.n_steps,
-                num_envs: settings.num_envs,
-                obs_dim: venv.obs_dim(),
-                action: settings.model.action,
-            },
+            shape: RolloutShape::of(&settings.model, settings.n_steps, settings.num_envs),
             rng: Rng::new(derive_seed(settings.seed, u64::MAX)),
             actor_id: settings.actor_id,
             gamma: settings.normalize.gamma,
@@ -66,6 +62,7 @@ impl Worker {
             n_steps: t_len,
             num_envs: n,
             obs_dim: o,
+            obs_format,
             action: head,
         } = self.shape;
         let norm = policy.normalizer();
@@ -74,7 +71,7 @@ impl Worker {
             actor_id: self.actor_id,
             version: policy.version(),
             shape: self.shape,
-            obs: Vec::with_capacity(tn * o),
+            obs: Observations::with_capacity(obs_format, tn * o),
             actions: Vec::with_capacity(tn * head.action_width()),
             rewards: Vec::with_capacity(tn),
             terminated: Vec::with_capacity(tn),
@@ -85,19 +82,21 @@ impl Worker {
             truncation_values: vec![0.0; tn],
             episode_returns: Vec::new(),
             episode_lengths: Vec::new(),
-            moments: NormStats::new(o),
+            moments: NormStats::new(self.shape.moments_dim()),
             final_obs: None,
         };
-        let mut truncation_obs = Vec::new();
+        let mut truncation_obs = Observations::with_capacity(obs_format, 0);
         for t in 0..t_len {
             let raw = self.venv.observations();
-            for row in raw.chunks_exact(o) {
-                r.moments.observations.push(row);
+            if self.shape.moments_dim() > 0 {
+                for row in raw.chunks_exact(o) {
+                    r.moments.observations.push(row);
+                }
             }
             self.obs.clear();
             self.obs.extend_from_slice(raw);
             norm.observations(&mut self.obs);
-            r.obs.extend_from_slice(&self.obs);
+            r.obs.extend_from_f32(&self.obs);
             let act = self.inference.time(|| policy.act(&self.obs, &mut self.rng));
             match head {
                 ActionHead::Categorical(_) => {
@@ -132,7 +131,7 @@ impl Worker {
                 for (&i, v) in cut.iter().zip(policy.values(&finals)) {
                     r.truncation_values[t * n + i] = v;
                 }
-                truncation_obs.extend_from_slice(&finals);
+                truncation_obs.extend_from_f32(&finals);
             }
             for ep in &self.step.finished {
                 r.episode_returns.push(ep.episode_return as f32);
@@ -144,7 +143,7 @@ impl Worker {
         norm.observations(&mut self.obs);
         r.bootstrap_values = policy.values(&self.obs);
         r.final_obs = Some(FinalObservations {
-            bootstrap: self.obs.clone(),
+            bootstrap: Observations::from_f32(obs_format, &self.obs),
             truncation: truncation_obs,
         });
         r
@@ -159,12 +158,7 @@ mod tests {
     use shoal_common::rollout::Rollout as R;
 
     fn settings() -> ActorSettings {
-        let model = ModelSpec {
-            obs_dim: 4,
-            action: ActionHead::Categorical(2),
-            hidden: vec![8],
-            activation: Activation::Tanh,
-        };
+        let model = ModelSpec::mlp(4, ActionHead::Categorical(2), vec![8], Activation::Tanh);
         ActorSettings {
             actor_id: 2,
             env_id: "CartPole-v1".into(),
@@ -206,12 +200,7 @@ mod tests {
         s.env_id = "Pendulum-v1".into();
         s.num_envs = 2;
         s.n_steps = 200;
-        s.model = ModelSpec {
-            obs_dim: 3,
-            action: ActionHead::Gaussian(1),
-            hidden: vec![8],
-            activation: Activation::Tanh,
-        };
+        s.model = ModelSpec::mlp(3, ActionHead::Gaussian(1), vec![8], Activation::Tanh);
         s.model_fingerprint = s.model.layout().fingerprint();
         s.normalize = NormalizeSettings {
             observations: true,
@@ -235,7 +224,7 @@ mod tests {
         // The observations sent are the raw ones normalised: undoing the normalisation gives
         // back data whose moments are those reported.
         let mut raw = NormStats::new(3);
-        for row in r.obs.chunks(3) {
+        for row in r.obs.to_f32().chunks(3) {
             let x: Vec<f32> = (0..3)
                 .map(|d| (row[d] as f64 * sd[d] + mean[d]) as f32)
                 .collect();

@@ -9,10 +9,14 @@
 //! | `actor.layers.{i}.weight`, `actor.layers.{i}.bias` | `[in, out]`, `[out]` | F32 |
 //! | `critic.layers.{i}.weight`, `critic.layers.{i}.bias` | `[in, out]`, `[out]` | F32 |
 //! | `log_std` (Gaussian policies) | `[A]` | F32 |
+//! | `encoder.Conv.convs.{i}.weight`, `.bias` (`nature_cnn`, `small_cnn`) | `[out, in, k, k]`, `[out]` | F32 |
+//! | `encoder.Conv.fc.weight`, `encoder.Conv.fc.bias` | `[in, out]`, `[out]` | F32 |
 //! | `obs_normalization.mean`, `obs_normalization.var` (runs that normalise observations) | `[O]` | F64 |
 //!
 //! The metadata says how to use them: `env_id`, `action_distribution` (`categorical`: softmax
 //! of the actor's outputs; `gaussian`: the actor's output is the mean), `activation`, `hidden`,
+//! `encoder` and `image_shape` (`[C, H, W]` for image observations, which the network divides
+//! by 255 first),
 //! `obs_normalization` (`clip((obs − mean)/sqrt(var + epsilon), ±clip)` with the given
 //! `obs_clip` and `obs_epsilon`, or `off`), and the checkpoint's `version` and `env_steps`.
 
@@ -146,6 +150,13 @@ impl LoadedPolicy {
             ("action_distribution", distribution.to_string()),
             ("num_actions", actions.to_string()),
             ("obs_dim", self.spec.obs_dim.to_string()),
+            ("encoder", self.spec.encoder.name().to_string()),
+            (
+                "image_shape",
+                self.spec
+                    .image
+                    .map_or_else(String::new, |s| serde_json::to_string(&s).expect("json")),
+            ),
             (
                 "hidden",
                 serde_json::to_string(&self.spec.hidden).expect("json"),

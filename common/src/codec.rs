@@ -32,6 +32,9 @@ impl ParamEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParamLayout {
     entries: Vec<ParamEntry>,
+    /// What the network reads, when that is more than its first layer's width says (e.g.
+    /// `u8 image [4, 84, 84]`); part of the fingerprint.
+    input: String,
 }
 
 /// Errors decoding parameters.
@@ -70,7 +73,17 @@ pub enum CodecError {
 impl ParamLayout {
     /// A layout from entries in transfer order.
     pub fn new(entries: Vec<ParamEntry>) -> Self {
-        Self { entries }
+        Self {
+            entries,
+            input: String::new(),
+        }
+    }
+
+    /// The same layout for a network that reads `input` (fed into the fingerprint, so that
+    /// networks with equal parameters and different inputs do not pass for each other).
+    pub fn with_input(mut self, input: String) -> Self {
+        self.input = input;
+        self
     }
 
     /// The entries in transfer order.
@@ -93,6 +106,10 @@ impl ParamLayout {
             }
         };
         feed(b"shoal-layout-v1");
+        if !self.input.is_empty() {
+            feed(b"|input:");
+            feed(self.input.as_bytes());
+        }
         for e in &self.entries {
             feed(b"|");
             feed(e.path.as_bytes());

@@ -85,12 +85,7 @@ mod tests {
 
     #[test]
     fn every_copy_runs_one_whole_episode() {
-        let spec = ModelSpec {
-            obs_dim: 4,
-            action: ActionHead::Categorical(2),
-            hidden: vec![8],
-            activation: Activation::Tanh,
-        };
+        let spec = ModelSpec::mlp(4, ActionHead::Categorical(2), vec![8], Activation::Tanh);
         let eps = evaluate_deterministic(
             &spec,
             &spec.init_params(3),

@@ -4,7 +4,9 @@
 //! # Layout
 //! - [`proto`]: code generated from `proto/shoal/v1/shoal.proto` (the documented contract). The
 //!   only place generated code lives; everything else converts to domain types at the boundary.
-//! - [`mod@env`]: the [`env::Env`] trait, the registry by Gymnasium id, CartPole, [`env::VecEnv`].
+//! - [`mod@env`]: the [`env::Env`] trait, the registry by Gymnasium id, CartPole and the other
+//!   environments (image games and frame stacking among them), [`env::VecEnv`].
+//! - [`obs`]: observations in host memory and on the wire (`f32` vectors, `u8` images).
 //! - [`model`]: the actor-critic network, its [`model::ModelSpec`], initialisation and action
 //!   distributions.
 //! - [`episodes`]: what an actor may claim about the episodes it finished (time limit,
@@ -38,6 +40,7 @@ pub mod gradient;
 pub mod logging;
 pub mod model;
 pub mod normalize;
+pub mod obs;
 pub mod returns;
 pub mod rng;
 pub mod rollout;

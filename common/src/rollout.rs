@@ -8,6 +8,7 @@ use thiserror::Error;
 use crate::codec::{decode_f32, encode_f32};
 use crate::model::ActionHead;
 use crate::normalize::{NormStats, NormStatsError};
+use crate::obs::{ObsError, ObsFormat, Observations};
 use crate::proto;
 
 /// What the learner expects a rollout to look like.
@@ -19,6 +20,8 @@ pub struct RolloutShape {
     pub num_envs: usize,
     /// O.
     pub obs_dim: usize,
+    /// How observations travel (`u8` for images).
+    pub obs_format: ObsFormat,
     /// The action distribution (the width of an action and which values are valid).
     pub action: ActionHead,
 }
@@ -33,7 +36,7 @@ pub struct Rollout {
     /// Dimensions.
     pub shape: RolloutShape,
     /// `[T, N, O]`.
-    pub obs: Vec<f32>,
+    pub obs: Observations,
     /// `[T, N]` action indices (categorical) or `[T, N, A]` unclipped actions (Gaussian).
     pub actions: Vec<f32>,
     /// `[T, N]`.
@@ -65,9 +68,9 @@ pub struct Rollout {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FinalObservations {
     /// `[N, O]`: the observation after the last step.
-    pub bootstrap: Vec<f32>,
+    pub bootstrap: Observations,
     /// `[K, O]`: the final observation of each truncated step, in `[T, N]` order.
-    pub truncation: Vec<f32>,
+    pub truncation: Observations,
 }
 
 /// Why a rollout from the network was refused.
@@ -150,6 +153,18 @@ fn floats(field: &'static str, data: &[u8], len: usize) -> Result<Vec<f32>, Roll
     Ok(values)
 }
 
+fn observations(
+    field: &'static str,
+    format: ObsFormat,
+    data: &[u8],
+    len: usize,
+) -> Result<Observations, RolloutError> {
+    Observations::decode(format, data, len).map_err(|e| match e {
+        ObsError::Length { got, want } => RolloutError::Length { field, got, want },
+        ObsError::NotFinite { index } => RolloutError::NotFinite { field, index },
+    })
+}
+
 fn flags(field: &'static str, data: &[u8], len: usize) -> Result<Vec<bool>, RolloutError> {
     if data.len() != len {
         return Err(RolloutError::Length {
@@ -166,6 +181,28 @@ fn flags(field: &'static str, data: &[u8], len: usize) -> Result<Vec<bool>, Roll
             _ => Err(RolloutError::Flag { field, index }),
         })
         .collect()
+}
+
+impl RolloutShape {
+    /// `n_steps` × `num_envs` steps of the observations and actions `spec` reads and writes.
+    pub fn of(spec: &crate::model::ModelSpec, n_steps: usize, num_envs: usize) -> Self {
+        Self {
+            n_steps,
+            num_envs,
+            obs_dim: spec.obs_dim,
+            obs_format: spec.obs_format(),
+            action: spec.action,
+        }
+    }
+
+    /// Size of the observation statistics a rollout carries (0 for images, which are not
+    /// normalised).
+    pub fn moments_dim(&self) -> usize {
+        match self.obs_format {
+            ObsFormat::F32 => self.obs_dim,
+            ObsFormat::U8 => 0,
+        }
+    }
 }
 
 impl Rollout {
@@ -228,34 +265,39 @@ impl Rollout {
                 "non-finite or implausibly large episode return".into(),
             ));
         }
-        let moments = NormStats::from_proto(msg.moments.as_ref(), shape.obs_dim)?;
+        let moments = NormStats::from_proto(msg.moments.as_ref(), shape.moments_dim())?;
         // Each actor reports the statistics of this rollout's own T × N steps.
         if !moments.plausible_for(tn as f64, crate::codec::MAX_ABS_VALUE as f64) {
             return Err(RolloutError::Moments(NormStatsError::Invalid(
                 "moments (more samples or larger values than the rollout holds)",
             )));
         }
-        let o = shape.obs_dim;
-        let final_obs = if msg.bootstrap_observations.is_empty()
-            && msg.truncation_observations.is_empty()
-        {
-            None
-        } else {
-            let k = truncated.iter().filter(|&&c| c).count();
-            Some(FinalObservations {
-                bootstrap: floats("bootstrap_observations", &msg.bootstrap_observations, n * o)?,
-                truncation: floats(
-                    "truncation_observations",
-                    &msg.truncation_observations,
-                    k * o,
-                )?,
-            })
-        };
+        let (o, format) = (shape.obs_dim, shape.obs_format);
+        let final_obs =
+            if msg.bootstrap_observations.is_empty() && msg.truncation_observations.is_empty() {
+                None
+            } else {
+                let k = truncated.iter().filter(|&&c| c).count();
+                Some(FinalObservations {
+                    bootstrap: observations(
+                        "bootstrap_observations",
+                        format,
+                        &msg.bootstrap_observations,
+                        n * o,
+                    )?,
+                    truncation: observations(
+                        "truncation_observations",
+                        format,
+                        &msg.truncation_observations,
+                        k * o,
+                    )?,
+                })
+            };
         Ok(Self {
             actor_id: msg.actor_id,
             version: msg.version,
             shape,
-            obs: floats("observations", &msg.observations, tn * shape.obs_dim)?,
+            obs: observations("observations", format, &msg.observations, tn * o)?,
             actions,
             rewards: floats("rewards", &msg.rewards, tn)?,
             terminated,
@@ -287,7 +329,7 @@ impl Rollout {
             version: self.version,
             n_steps: self.shape.n_steps as u32,
             num_envs: self.shape.num_envs as u32,
-            observations: encode_f32(&self.obs),
+            observations: self.obs.encode(),
             actions: encode_f32(&self.actions),
             rewards: encode_f32(&self.rewards),
             terminated: to_bytes(&self.terminated),
@@ -303,11 +345,11 @@ impl Rollout {
             bootstrap_observations: self
                 .final_obs
                 .as_ref()
-                .map_or_else(Default::default, |f| encode_f32(&f.bootstrap)),
+                .map_or_else(Default::default, |f| f.bootstrap.encode()),
             truncation_observations: self
                 .final_obs
                 .as_ref()
-                .map_or_else(Default::default, |f| encode_f32(&f.truncation)),
+                .map_or_else(Default::default, |f| f.truncation.encode()),
         }
     }
 }
@@ -321,13 +363,14 @@ mod tests {
             n_steps: 2,
             num_envs: 2,
             obs_dim: 3,
+            obs_format: ObsFormat::F32,
             action: ActionHead::Categorical(2),
         };
         Rollout {
             actor_id: 4,
             version: 9,
             shape,
-            obs: (0..12).map(|i| i as f32).collect(),
+            obs: Observations::F32((0..12).map(|i| i as f32).collect()),
             actions: vec![0.0, 1.0, 1.0, 0.0],
             rewards: vec![1.0; 4],
             terminated: vec![false, true, false, false],
@@ -345,8 +388,8 @@ mod tests {
                 m
             },
             final_obs: Some(FinalObservations {
-                bootstrap: vec![0.5; 6],
-                truncation: vec![9.0, 8.0, 7.0],
+                bootstrap: Observations::F32(vec![0.5; 6]),
+                truncation: Observations::F32(vec![9.0, 8.0, 7.0]),
             }),
         }
     }
@@ -365,6 +408,35 @@ mod tests {
             back.require_final_obs(),
             Err(RolloutError::NoFinalObservations)
         );
+    }
+
+    #[test]
+    fn image_rollouts_carry_one_byte_per_pixel_and_no_observation_moments() {
+        let mut r = sample();
+        r.shape.obs_format = ObsFormat::U8;
+        r.obs = Observations::U8((0..12).map(|i| i * 20).collect());
+        r.moments = {
+            let mut m = NormStats::new(0);
+            m.returns.push(&[1.0]);
+            m
+        };
+        r.final_obs = Some(FinalObservations {
+            bootstrap: Observations::U8(vec![255; 6]),
+            truncation: Observations::U8(vec![1, 2, 3]),
+        });
+        let msg = r.to_proto("fp");
+        assert_eq!(msg.observations.len(), 12);
+        assert_eq!(Rollout::from_proto(&msg, r.shape).unwrap(), r);
+        let mut bad = msg.clone();
+        bad.observations = sample().obs.encode();
+        assert!(matches!(
+            Rollout::from_proto(&bad, r.shape),
+            Err(RolloutError::Length {
+                field: "observations",
+                got: 48,
+                want: 12
+            })
+        ));
     }
 
     #[test]

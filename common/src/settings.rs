@@ -4,7 +4,7 @@ use thiserror::Error;
 
 use crate::codec::{ParamEntry, ParamLayout};
 use crate::config::{self, AlgorithmKind, Range};
-use crate::model::{ActionHead, Activation, ModelSpec};
+use crate::model::{ActionHead, Activation, EncoderKind, ModelSpec};
 use crate::normalize::NormalizeSettings;
 use crate::proto;
 
@@ -237,6 +237,10 @@ pub fn model_spec_to_proto(spec: &ModelSpec) -> proto::ModelSpec {
         action_distribution: distribution as i32,
         hidden: spec.hidden.iter().map(|&h| h as u32).collect(),
         activation: spec.activation.name().to_string(),
+        image_shape: spec
+            .image
+            .map_or_else(Vec::new, |s| s.iter().map(|&d| d as u32).collect()),
+        encoder: spec.encoder.name().to_string(),
         params: spec
             .layout()
             .entries()
@@ -277,12 +281,26 @@ impl ActorSettings {
         };
         let normalize = normalize_from_proto(s.normalization.as_ref()).map_err(|m| invalid(&m))?;
         let algorithm = AlgorithmSettings::from_proto(s).map_err(|m| invalid(&m))?;
+        let encoder = match m.encoder.as_str() {
+            "" => EncoderKind::Mlp,
+            name => EncoderKind::from_name(name).ok_or_else(|| {
+                invalid(&format!("unknown encoder `{}`", crate::text::bounded(name)))
+            })?,
+        };
+        let image = match m.image_shape[..] {
+            [] => None,
+            [c, h, w] => Some([c as usize, h as usize, w as usize]),
+            _ => return Err(invalid("image_shape must be [C, H, W]")),
+        };
         let model = ModelSpec {
             obs_dim: m.obs_dim as usize,
+            image,
+            encoder,
             action,
             hidden: m.hidden.iter().map(|&h| h as usize).collect(),
             activation,
         };
+        model.validate().map_err(|m| invalid(&m))?;
         let theirs = ParamLayout::new(
             m.params
                 .iter()
@@ -318,12 +336,7 @@ mod tests {
     use super::*;
 
     fn response() -> proto::RegisterResponse {
-        let spec = ModelSpec {
-            obs_dim: 4,
-            action: ActionHead::Categorical(2),
-            hidden: vec![8],
-            activation: Activation::Relu,
-        };
+        let spec = ModelSpec::mlp(4, ActionHead::Categorical(2), vec![8], Activation::Relu);
         proto::RegisterResponse {
             actor_id: 3,
             actor_secret: vec![1; 32].into(),
@@ -354,12 +367,7 @@ mod tests {
 
     #[test]
     fn gaussian_spec_round_trips_and_distribution_is_checked() {
-        let spec = ModelSpec {
-            obs_dim: 3,
-            action: ActionHead::Gaussian(1),
-            hidden: vec![8],
-            activation: Activation::Tanh,
-        };
+        let spec = ModelSpec::mlp(3, ActionHead::Gaussian(1), vec![8], Activation::Tanh);
         let mut msg = response();
         msg.model = Some(model_spec_to_proto(&spec));
         msg.model_fingerprint = spec.layout().fingerprint();

@@ -81,12 +81,7 @@ mod tests {
 
     #[test]
     fn global_clipping_scales_all_gradients_together() {
-        let spec = ModelSpec {
-            obs_dim: 2,
-            action: ActionHead::Categorical(2),
-            hidden: vec![3],
-            activation: Activation::Tanh,
-        };
+        let spec = ModelSpec::mlp(2, ActionHead::Categorical(2), vec![3], Activation::Tanh);
         let device = Device::flex().autodiff();
         let model = spec.build(&spec.init_params(3), &device);
         let obs = Tensor::<2>::from_data(

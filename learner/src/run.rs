@@ -54,12 +54,29 @@ pub fn model_spec(config: &RunConfig) -> Result<ModelSpec, LearnerError> {
             });
         }
     };
-    Ok(ModelSpec {
-        obs_dim: env.observation_space().flat_dim(),
+    let observations = env.observation_space();
+    let image = observations.image_shape();
+    if image.is_some() && config.normalize.observations {
+        return Err(LearnerError::Unsupported {
+            env_id: config.env_id.clone(),
+            what: "observation normalisation of images (pixels are scaled to [0, 1] by the \
+                   network; set normalize.observations = false)"
+                .into(),
+        });
+    }
+    let spec = ModelSpec {
+        obs_dim: observations.flat_dim(),
+        image,
+        encoder: config.model.encoder,
         action,
         hidden: config.model.hidden.clone(),
         activation: config.model.activation,
-    })
+    };
+    spec.validate().map_err(|what| LearnerError::Unsupported {
+        env_id: config.env_id.clone(),
+        what,
+    })?;
+    Ok(spec)
 }
 
 /// How long the learner keeps serving after the run ended so that pushing actors (A3C, DQN),
@@ -174,9 +191,10 @@ pub async fn start(
         Some(c) => c.params.clone(),
         None => spec.init_params(derive_seed(config.seed, streams::MODEL_INIT)),
     };
-    let normalization = restored
-        .as_ref()
-        .map_or_else(|| NormStats::new(spec.obs_dim), |c| c.normalization.clone());
+    let normalization = restored.as_ref().map_or_else(
+        || NormStats::new(spec.moments_dim()),
+        |c| c.normalization.clone(),
+    );
     let store = ParamStore::new(
         encode_f32(&initial),
         normalization.clone(),

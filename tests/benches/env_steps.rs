@@ -21,6 +21,7 @@ fn main() {
             .map(|_| match &space {
                 Space::Discrete(n) => rng.below(*n) as f32,
                 Space::Box { low, high } => rng.uniform(low[0], high[0]) as f32,
+                Space::Image { .. } => unreachable!("no environment acts with images"),
             })
             .collect();
         e.reset(&mut rng, &mut obs);
@@ -30,6 +31,7 @@ fn main() {
             let step = match space {
                 Space::Discrete(_) => e.step(Action::Discrete(*a as usize), &mut obs),
                 Space::Box { .. } => e.step(Action::Continuous(std::slice::from_ref(a)), &mut obs),
+                Space::Image { .. } => unreachable!("no environment acts with images"),
             };
             checksum += step.reward;
             if step.terminated || step.truncated {

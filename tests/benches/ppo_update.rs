@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use shoal_actor::policy::Policy;
 use shoal_common::normalize::Normalizer;
 use shoal_learner::algo::ppo::PpoTrainer;
@@ -33,10 +33,7 @@ fn main() {
 
     let device = Device::flex().autodiff();
     let mut model = spec.build(&initial, &device);
-    let obs = Tensor::<2>::from_data(
-        TensorData::new(batch.obs.clone(), [b, spec.obs_dim]),
-        &device,
-    );
+    let obs = batch.obs.tensor(b, &device);
     let mut optim = AdamConfig::new().init();
 
     let fwd_bwd = per_iter(200, || {
@@ -64,7 +61,8 @@ fn main() {
     });
     let policy = Policy::new(&spec, &params, 2, Normalizer::off(spec.obs_dim));
     let mut rng = shoal_common::rng::Rng::new(1);
-    let obs4 = &batch.obs[..4 * spec.obs_dim];
+    let all_obs = batch.obs.to_f32();
+    let obs4 = &all_obs[..4 * spec.obs_dim];
     let act = per_iter(2000, || {
         let _ = policy.act(obs4, &mut rng);
     });

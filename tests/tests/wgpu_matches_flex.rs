@@ -1,5 +1,6 @@
 //! One PPO update on the wgpu device (Mesa's software Vulkan driver on machines without a GPU)
-//! equals the same update on flex, within float tolerance.
+//! equals the same update on flex, within float tolerance: for the MLP and for a convolutional
+//! encoder on image observations.
 #![cfg(feature = "wgpu")]
 
 use shoal_common::config::{DeviceChoice, RunConfig};
@@ -10,7 +11,22 @@ use shoal_tests::collect_batch;
 
 #[test]
 fn one_ppo_update_on_wgpu_matches_flex() {
-    let mut config = RunConfig::default();
+    assert_update_matches(RunConfig::default());
+}
+
+/// The small CNN shared by both heads, on Catch's `u8` pixels: convolutions forward and
+/// backward, and bytes cast to floats on the device.
+#[test]
+fn one_conv_update_on_wgpu_matches_flex() {
+    let mut config = RunConfig {
+        env_id: "Catch-v0".into(),
+        ..RunConfig::default()
+    };
+    config.model.encoder = shoal_common::model::EncoderKind::SmallCnn;
+    assert_update_matches(config);
+}
+
+fn assert_update_matches(mut config: RunConfig) {
     config.ppo.update_epochs = 2;
     config.ppo.num_minibatches = 2;
     config.ppo.learning_rate = 1e-3;

@@ -86,10 +86,7 @@ impl GradientComputer {
         let b = rollout.log_probs.len();
         let head = self.spec.action;
         let d = &self.device;
-        let obs = Tensor::<2>::from_data(
-            TensorData::new(rollout.obs.clone(), [b, self.spec.obs_dim]),
-            d,
-        );
+        let obs = rollout.obs.tensor(b, d);
         let actions = Tensor::<2>::from_data(
             TensorData::new(action_rows(head, &rollout.actions), [b, head.outputs()]),
             d,
@@ -98,8 +95,7 @@ impl GradientComputer {
             TensorData::new(rollout_returns(rollout, self.loss.gamma), [b]),
             d,
         );
-        let values = model.values(obs.clone());
-        let eval = model.evaluate(obs, actions);
+        let (eval, values) = model.evaluate_with_values(obs, actions);
         let advantages = returns.clone() - values.clone().detach();
         let policy = (eval.log_probs * advantages).mean().neg();
         let value = (returns - values).square().mean();

@@ -4,6 +4,7 @@
 
 use shoal_common::env::{EnvError, VecEnv, VecStep};
 use shoal_common::model::argmax;
+use shoal_common::obs::{ObsFormat, Observations};
 use shoal_common::proto;
 use shoal_common::returns::{column, n_step_returns};
 use shoal_common::rng::{Rng, derive_seed};
@@ -23,6 +24,7 @@ pub struct DqnWorker {
     settings: DqnActor,
     n_steps: usize,
     num_actions: usize,
+    obs_format: ObsFormat,
     actor_id: u32,
     step: VecStep,
     /// Time in batched policy forward passes.
@@ -38,6 +40,7 @@ impl DqnWorker {
             settings: dqn,
             n_steps: settings.n_steps,
             num_actions: settings.model.action.outputs(),
+            obs_format: settings.model.obs_format(),
             actor_id: settings.actor_id,
             venv,
             step: VecStep::default(),
@@ -77,6 +80,8 @@ impl DqnWorker {
         let mut batch = TransitionBatch {
             actor_id: self.actor_id,
             version: policy.version(),
+            obs: Observations::with_capacity(self.obs_format, t_len * n * o),
+            next_obs: Observations::with_capacity(self.obs_format, t_len * n * o),
             ..TransitionBatch::default()
         };
         let mut chosen = vec![0usize; n];
@@ -136,11 +141,11 @@ impl DqnWorker {
                 };
                 batch
                     .obs
-                    .extend_from_slice(&obs[(t * n + env) * o..(t * n + env + 1) * o]);
+                    .extend_from_f32(&obs[(t * n + env) * o..(t * n + env + 1) * o]);
                 batch.actions.push(actions[t * n + env]);
                 batch.rewards.push(r.reward);
                 batch.discounts.push(r.discount);
-                batch.next_obs.extend_from_slice(next);
+                batch.next_obs.extend_from_f32(next);
             }
         }
         batch
@@ -249,12 +254,7 @@ mod tests {
 
     #[test]
     fn transitions_follow_the_steps_taken() {
-        let model = ModelSpec {
-            obs_dim: 4,
-            action: ActionHead::Categorical(2),
-            hidden: vec![8],
-            activation: Activation::Tanh,
-        };
+        let model = ModelSpec::mlp(4, ActionHead::Categorical(2), vec![8], Activation::Tanh);
         let dqn = DqnActor {
             epsilon: 1.0,
             n_step: 3,
@@ -291,18 +291,19 @@ mod tests {
         // Without an episode end, the next observation of step t (n = 3) is the observation of
         // step t + 3.
         let o = 4;
+        let (obs, next_obs) = (b.obs.to_f32(), b.next_obs.to_f32());
         for t in 0..30 {
             let k = t * 2;
             if (b.discounts[k] - 0.729).abs() < 1e-6 {
                 assert_eq!(
-                    &b.next_obs[k * o..(k + 1) * o],
-                    &b.obs[(k + 6) * o..(k + 7) * o]
+                    &next_obs[k * o..(k + 1) * o],
+                    &obs[(k + 6) * o..(k + 7) * o]
                 );
             }
         }
         // The wire check accepts what the worker makes.
         assert_eq!(
-            TransitionBatch::from_proto(&b.to_proto("x"), 80, 4, 2).unwrap(),
+            TransitionBatch::from_proto(&b.to_proto("x"), 80, (4, ObsFormat::F32), 2).unwrap(),
             b
         );
     }

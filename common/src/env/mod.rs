@@ -4,16 +4,28 @@
 //! Dynamics follow Gymnasium to the digit: internal state in `f64`, observations handed to the
 //! policy as `f32`, time limits applied by a [`TimeLimit`] wrapper exactly as Gymnasium's
 //! `TimeLimit` does (truncation, not termination).
+//!
+//! Two small image games of our own, [`Catch`] and [`MinBreakout`], have no Gymnasium
+//! counterpart; their rules are in their modules. [`FrameStack`] stacks an image environment's
+//! last frames ([`make_stacked`]).
 
 mod acrobot;
+#[cfg(test)]
+mod board_art;
 mod cartpole;
+pub mod catch;
+mod frame_stack;
 pub mod gridworld;
+pub mod min_breakout;
 mod mountain_car;
 mod pendulum;
 mod vec_env;
 
 pub use acrobot::Acrobot;
 pub use cartpole::CartPole;
+pub use catch::Catch;
+pub use frame_stack::FrameStack;
+pub use min_breakout::MinBreakout;
 pub use mountain_car::{MountainCar, MountainCarContinuous};
 pub use pendulum::Pendulum;
 pub use vec_env::{FinishedEpisode, VecEnv, VecStep};
@@ -32,6 +44,19 @@ pub enum Space {
         /// Upper bounds.
         high: Vec<f64>,
     },
+    /// An image: `u8` pixels (0..=255) of shape `[channels, height, width]`, stored channel by
+    /// channel, each channel row by row (C-major, then rows, then columns: the order of PyTorch's
+    /// and burn's convolutions). Environments write the pixel values as `f32` integers into the
+    /// observation buffer; they travel and are stored as `u8` and become `f32` in `[0, 1]` (÷255)
+    /// in the network's first operation.
+    Image {
+        /// C.
+        channels: usize,
+        /// H.
+        height: usize,
+        /// W.
+        width: usize,
+    },
 }
 
 impl Space {
@@ -48,6 +73,23 @@ impl Space {
         match self {
             Space::Discrete(_) => 1,
             Space::Box { low, .. } => low.len(),
+            Space::Image {
+                channels,
+                height,
+                width,
+            } => channels * height * width,
+        }
+    }
+
+    /// `[C, H, W]` of an image space, `None` for other spaces.
+    pub fn image_shape(&self) -> Option<[usize; 3]> {
+        match *self {
+            Space::Image {
+                channels,
+                height,
+                width,
+            } => Some([channels, height, width]),
+            _ => None,
         }
     }
 }
@@ -56,6 +98,11 @@ impl std::fmt::Display for Space {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Space::Discrete(n) => write!(f, "Discrete({n})"),
+            Space::Image {
+                channels,
+                height,
+                width,
+            } => write!(f, "Image(u8, shape=({channels}, {height}, {width}))"),
             Space::Box { low, high } => {
                 // Huge bounds (f32::MAX stands for "unbounded" in Gymnasium) as 3.4028e38,
                 // not 39 digits.
@@ -144,6 +191,12 @@ pub enum EnvError {
         /// Values expected.
         want: usize,
     },
+    /// A state for [`Env::reset_to`] that the environment cannot be in (a value out of range).
+    #[error("invalid state: {0}")]
+    InvalidState(String),
+    /// [`FrameStack`] cannot wrap this environment.
+    #[error("cannot stack frames: {0}")]
+    FrameStack(String),
 }
 
 /// One registry entry.
@@ -207,6 +260,20 @@ const REGISTRY: &[EnvInfo] = &[
         reward_range: (-1.0, 1.0),
         make: || Box::new(gridworld::GridWorld::new(gridworld::GRID_4X4)),
     },
+    // Every Catch episode ends by itself after 9 steps.
+    EnvInfo {
+        id: "Catch-v0",
+        max_episode_steps: None,
+        reward_range: (-1.0, 1.0),
+        make: || Box::new(Catch::default()),
+    },
+    // At most one brick breaks per step.
+    EnvInfo {
+        id: "MinBreakout-v0",
+        max_episode_steps: Some(1000),
+        reward_range: (0.0, 1.0),
+        make: || Box::new(MinBreakout::default()),
+    },
 ];
 
 /// Every registered environment.
@@ -228,11 +295,32 @@ pub fn info(id: &str) -> Result<&'static EnvInfo, EnvError> {
 /// Builds the environment registered as `id`, wrapped in its time limit.
 pub fn make(id: &str) -> Result<Box<dyn Env>, EnvError> {
     let info = info(id)?;
-    let env = (info.make)();
-    Ok(match info.max_episode_steps {
+    Ok(with_time_limit(info, (info.make)()))
+}
+
+/// `env` inside the time limit of its registry entry, if it has one.
+fn with_time_limit(info: &EnvInfo, env: Box<dyn Env>) -> Box<dyn Env> {
+    match info.max_episode_steps {
         Some(max_steps) => Box::new(TimeLimit::new(env, max_steps)),
         None => env,
-    })
+    }
+}
+
+/// Builds `id` with its observation the last `frame_stack` frames ([`FrameStack`], inside the
+/// time limit); `frame_stack` ≤ 1 is [`make`].
+///
+/// # Errors
+/// An unknown id, or an environment whose observations are not images.
+pub fn make_stacked(id: &str, frame_stack: usize) -> Result<Box<dyn Env>, EnvError> {
+    if frame_stack <= 1 {
+        return make(id);
+    }
+    let info = info(id)?;
+    let env = FrameStack::new((info.make)(), frame_stack).map_err(|err| match err {
+        EnvError::FrameStack(why) => EnvError::FrameStack(format!("`{id}`: {why}")),
+        other => other,
+    })?;
+    Ok(with_time_limit(info, Box::new(env)))
 }
 
 /// Gymnasium's `TimeLimit`: truncates an episode after `max_steps` steps.
@@ -324,6 +412,44 @@ mod tests {
                 let step = env.step(Action::Discrete(0), &mut []);
                 assert_eq!(step.truncated, t == 500, "step {t}");
                 assert!(!step.terminated);
+            }
+        }
+    }
+
+    /// Every registered environment builds, resets and takes random steps whose rewards stay
+    /// in its reward range, whatever its observation space.
+    #[test]
+    fn every_registered_environment_steps_within_its_reward_range() {
+        let mut rng = crate::rng::Rng::new(0);
+        for info in registry() {
+            let mut env = make(info.id).unwrap();
+            let mut obs = vec![f32::NAN; env.observation_space().flat_dim()];
+            env.reset(&mut rng, &mut obs);
+            for _ in 0..300 {
+                let continuous: Vec<f32>;
+                let action = match env.action_space() {
+                    Space::Discrete(n) => Action::Discrete(rng.below(n)),
+                    Space::Box { low, high } => {
+                        continuous = low
+                            .iter()
+                            .zip(&high)
+                            .map(|(l, h)| rng.uniform(*l, *h) as f32)
+                            .collect();
+                        Action::Continuous(&continuous)
+                    }
+                    Space::Image { .. } => panic!("{}: an image action space", info.id),
+                };
+                let step = env.step(action, &mut obs);
+                let (low, high) = info.reward_range;
+                assert!((low..=high).contains(&step.reward), "{}: {step:?}", info.id);
+                assert!(obs.iter().all(|v| v.is_finite()), "{}", info.id);
+                if let Some([c, h, w]) = env.observation_space().image_shape() {
+                    assert_eq!(obs.len(), c * h * w);
+                    assert!(obs.iter().all(|&v| v == 0.0 || v == 255.0), "{}", info.id);
+                }
+                if step.terminated || step.truncated {
+                    env.reset(&mut rng, &mut obs);
+                }
             }
         }
     }

@@ -1,5 +1,6 @@
-//! The actor-critic network: separate policy and value MLPs (and a Gaussian policy's
-//! `log_std`), their forward passes, and reading all parameters back as one flat vector.
+//! The actor-critic network: an optional shared encoder, the policy and value heads (and a
+//! Gaussian policy's `log_std`), their forward passes, and reading all parameters back as one
+//! flat vector.
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::Linear;
@@ -7,6 +8,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Tensor, Transaction};
 use serde::{Deserialize, Serialize};
 
+use super::encoder::Encoder;
 use super::policy::{PolicyEval, categorical_eval, gaussian_eval};
 use crate::codec::{ParamEntry, ParamLayout};
 
@@ -83,22 +85,64 @@ impl Mlp {
     }
 }
 
-/// Separate policy and value networks (no shared trunk), as Stable-Baselines3's `MlpPolicy`.
+/// Policy and value heads on the features of an optional shared encoder. Without one (`mlp`)
+/// the two are separate networks on the observation, as Stable-Baselines3's `MlpPolicy`; with a
+/// convolutional encoder both read its features, as its `CnnPolicy`.
 #[derive(Module, Debug)]
 pub struct ActorCritic {
-    /// Policy network: observation → action logits (categorical) or mean (Gaussian).
+    /// The shared encoder (`None` for `mlp`).
+    pub encoder: Option<Encoder>,
+    /// Policy head: features → action logits (categorical) or mean (Gaussian); also the
+    /// Q-network's output for DQN.
     pub actor: Mlp,
-    /// Value network: observation → state value.
+    /// Value head: features → state value.
     pub critic: Mlp,
     /// Gaussian policies: the state-independent log standard deviation, `[A]`.
     pub log_std: Option<Param<Tensor<1>>>,
+    /// Observations are images of pixels 0..=255, scaled to `[0, 1]` first.
+    #[module(skip)]
+    pub pixels: bool,
 }
 
 impl ActorCritic {
+    /// What the heads read: observations `[B, O]` scaled (images) and encoded (shared encoder).
+    pub fn features(&self, obs: Tensor<2>) -> Tensor<2> {
+        let x = if self.pixels {
+            obs.div_scalar(255.0)
+        } else {
+            obs
+        };
+        match &self.encoder {
+            Some(encoder) => encoder.forward(x),
+            None => x,
+        }
+    }
+
     /// The policy head's output `[B, A]`: logits for a categorical policy, the mean for a
     /// Gaussian one.
     pub fn logits(&self, obs: Tensor<2>) -> Tensor<2> {
-        self.actor.forward(obs)
+        self.actor.forward(self.features(obs))
+    }
+
+    /// The policy head's output `[B, A]` and the state values `[B]`, encoding the
+    /// observations once.
+    pub fn heads(&self, obs: Tensor<2>) -> (Tensor<2>, Tensor<1>) {
+        let x = self.features(obs);
+        (
+            self.actor.forward(x.clone()),
+            flat_values(self.critic.forward(x)),
+        )
+    }
+
+    /// The policy evaluated on `actions` (as [`ActorCritic::evaluate`]) and the state values
+    /// `[B]`, encoding the observations once.
+    pub fn evaluate_with_values(
+        &self,
+        obs: Tensor<2>,
+        actions: Tensor<2>,
+    ) -> (PolicyEval, Tensor<1>) {
+        let (out, values) = self.heads(obs);
+        (self.policy_eval(out, actions), values)
     }
 
     /// A Gaussian policy's log standard deviation `[A]` (`None` for a categorical policy).
@@ -108,14 +152,16 @@ impl ActorCritic {
 
     /// State values `[B]`.
     pub fn values(&self, obs: Tensor<2>) -> Tensor<1> {
-        let v = self.critic.forward(obs);
-        let [b, _] = v.dims();
-        v.reshape([b])
+        flat_values(self.critic.forward(self.features(obs)))
     }
 
     /// The policy evaluated on `actions` (built by [`action_rows`](super::action_rows), `[B, outputs]`) at `obs`.
     pub fn evaluate(&self, obs: Tensor<2>, actions: Tensor<2>) -> PolicyEval {
         let out = self.logits(obs);
+        self.policy_eval(out, actions)
+    }
+
+    fn policy_eval(&self, out: Tensor<2>, actions: Tensor<2>) -> PolicyEval {
         match self.log_std() {
             None => categorical_eval(out, actions),
             Some(log_std) => gaussian_eval(out, log_std, actions),
@@ -182,6 +228,12 @@ impl ActorCritic {
     }
 }
 
+/// `[B, 1]` → `[B]`.
+fn flat_values(v: Tensor<2>) -> Tensor<1> {
+    let [b, _] = v.dims();
+    v.reshape([b])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,12 +273,12 @@ mod tests {
 
     #[test]
     fn forward_shapes() {
-        let spec = ModelSpec {
-            obs_dim: 4,
-            action: ActionHead::Categorical(2),
-            hidden: vec![64, 64],
-            activation: Activation::Tanh,
-        };
+        let spec = ModelSpec::mlp(
+            4,
+            ActionHead::Categorical(2),
+            vec![64, 64],
+            Activation::Tanh,
+        );
         let model = spec.build(&spec.init_params(1), &Device::flex());
         let obs = Tensor::<2>::zeros([3, 4], &Device::flex());
         assert_eq!(model.logits(obs.clone()).dims(), [3, 2]);

@@ -11,35 +11,141 @@ use burn::module::{Param, ParamId};
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 
+use super::encoder::{ConvEncoder, Encoder, EncoderKind, conv2d};
 use super::network::{Activation, ActorCritic, Mlp};
 use super::policy::ActionHead;
 use crate::codec::{ParamEntry, ParamLayout};
+use crate::obs::ObsFormat;
 use crate::rng::Rng;
 
 /// Everything needed to build the network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelSpec {
-    /// Observation size.
+    /// Observation size (C·H·W for images).
     pub obs_dim: usize,
+    /// `[C, H, W]` when observations are `u8` images (scaled to `[0, 1]` by the network's first
+    /// operation), `None` for `f32` vectors.
+    pub image: Option<[usize; 3]>,
+    /// The encoder both heads read (`mlp`: none, each head is an MLP on the observation).
+    pub encoder: EncoderKind,
     /// The action distribution.
     pub action: ActionHead,
-    /// Hidden layer widths (the actor and the critic each get their own stack).
+    /// Hidden layer widths of each head's MLP with the `mlp` encoder (the actor and the critic
+    /// each get their own stack); with a convolutional encoder the heads are single dense layers
+    /// on its features.
     pub hidden: Vec<usize>,
-    /// Hidden-layer non-linearity.
+    /// Hidden-layer non-linearity of the heads.
     pub activation: Activation,
 }
 
 impl ModelSpec {
+    /// An MLP on `f32` vector observations.
+    pub fn mlp(
+        obs_dim: usize,
+        action: ActionHead,
+        hidden: Vec<usize>,
+        activation: Activation,
+    ) -> Self {
+        Self {
+            obs_dim,
+            image: None,
+            encoder: EncoderKind::Mlp,
+            action,
+            hidden,
+            activation,
+        }
+    }
+
+    /// Checks that the encoder fits the observations: convolutional encoders need images large
+    /// enough for their kernels.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some([c, h, w]) = self.image
+            && c * h * w != self.obs_dim
+        {
+            return Err(format!(
+                "image {c}×{h}×{w} does not have obs_dim {} values",
+                self.obs_dim
+            ));
+        }
+        if self.encoder == EncoderKind::Mlp {
+            return Ok(());
+        }
+        let Some(image) = self.image else {
+            return Err(format!(
+                "encoder `{}` reads images and the observations are vectors of {} values; use                  encoder = \"mlp\"",
+                self.encoder.name(),
+                self.obs_dim
+            ));
+        };
+        self.encoder.conv_shapes(image).map(|_| ())
+    }
+
+    /// How observations travel and are stored: bytes for images, `f32` otherwise.
+    pub fn obs_format(&self) -> ObsFormat {
+        if self.image.is_some() {
+            ObsFormat::U8
+        } else {
+            ObsFormat::F32
+        }
+    }
+
+    /// Size of the observation statistics the run keeps for normalisation: the observation
+    /// size, or 0 for images (they are not normalised: the network scales pixels).
+    pub fn moments_dim(&self) -> usize {
+        if self.image.is_some() {
+            0
+        } else {
+            self.obs_dim
+        }
+    }
+
+    /// Width of the features the heads read: the encoder's, or the observation's for `mlp`.
+    fn head_input(&self) -> usize {
+        self.encoder.features().unwrap_or(self.obs_dim)
+    }
+
     fn stack(&self, out: usize) -> Vec<(usize, usize)> {
-        let mut dims = vec![self.obs_dim];
-        dims.extend(&self.hidden);
+        let mut dims = vec![self.head_input()];
+        if self.encoder == EncoderKind::Mlp {
+            dims.extend(&self.hidden);
+        }
         dims.push(out);
         dims.windows(2).map(|w| (w[0], w[1])).collect()
     }
 
+    /// The shared encoder's parameter shapes in layout order: per convolution its weight
+    /// `[out, in, k, k]` and bias, then the dense layer's `[in, out]` weight and bias.
+    fn encoder_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let (Some(image), Some(features)) = (self.image, self.encoder.features()) else {
+            return Vec::new();
+        };
+        let shapes = self
+            .encoder
+            .conv_shapes(image)
+            .expect("validated model spec");
+        let mut entries = Vec::new();
+        let mut channels = image[0];
+        for (i, l) in self.encoder.conv_layers().iter().enumerate() {
+            entries.push((
+                format!("encoder.Conv.convs.{i}.weight"),
+                vec![l.filters, channels, l.kernel, l.kernel],
+            ));
+            entries.push((format!("encoder.Conv.convs.{i}.bias"), vec![l.filters]));
+            channels = l.filters;
+        }
+        let flat: usize = shapes.last().map_or(0, |s| s.iter().product());
+        entries.push(("encoder.Conv.fc.weight".into(), vec![flat, features]));
+        entries.push(("encoder.Conv.fc.bias".into(), vec![features]));
+        entries
+    }
+
     /// The parameter layout of the network this spec builds, in transfer order.
     pub fn layout(&self) -> ParamLayout {
-        let mut entries = Vec::new();
+        let mut entries: Vec<ParamEntry> = self
+            .encoder_shapes()
+            .into_iter()
+            .map(|(path, shape)| ParamEntry::new(path, shape))
+            .collect();
         for (head, out) in [("actor", self.action.outputs()), ("critic", 1)] {
             for (i, (d_in, d_out)) in self.stack(out).into_iter().enumerate() {
                 entries.push(ParamEntry::new(
@@ -55,16 +161,41 @@ impl ModelSpec {
         if let ActionHead::Gaussian(dim) = self.action {
             entries.push(ParamEntry::new("log_std".to_string(), vec![dim]));
         }
-        ParamLayout::new(entries)
+        let layout = ParamLayout::new(entries);
+        match self.image {
+            Some([c, h, w]) => layout.with_input(format!("u8 image [{c}, {h}, {w}]")),
+            None => layout,
+        }
     }
 
     /// Initial parameters drawn from `seed`: orthogonal weights with gain √2 in hidden layers,
     /// 0.01 on the policy output and 1 on the value output, zero biases (the PPO
     /// implementation details of Huang et al. 2022, as in Stable-Baselines3); a Gaussian
     /// policy's `log_std` starts at 0 (standard deviation 1), as in Stable-Baselines3 and CleanRL.
+    /// A convolutional encoder's weights are orthogonal with gain √2 too (Stable-Baselines3's
+    /// `NatureCNN`), each filter a row of `[out, in·k·k]`.
     pub fn init_params(&self, seed: u64) -> Vec<f32> {
         let mut rng = Rng::new(seed);
         let mut flat = Vec::with_capacity(self.layout().num_floats());
+        for (path, shape) in self.encoder_shapes() {
+            if path.ends_with("bias") {
+                flat.extend(std::iter::repeat_n(0.0, shape[0]));
+            } else if shape.len() == 4 {
+                let fan_in = shape[1] * shape[2] * shape[3];
+                let w = orthogonal(fan_in, shape[0], std::f64::consts::SQRT_2, &mut rng);
+                // `orthogonal` returns [in, out]; a convolution's weight is [out, in, k, k].
+                for o in 0..shape[0] {
+                    flat.extend((0..fan_in).map(|i| w[i * shape[0] + o]));
+                }
+            } else {
+                flat.extend(orthogonal(
+                    shape[0],
+                    shape[1],
+                    std::f64::consts::SQRT_2,
+                    &mut rng,
+                ));
+            }
+        }
         for (out, out_gain) in [(self.action.outputs(), 0.01), (1, 1.0)] {
             let layers = self.stack(out);
             let last = layers.len() - 1;
@@ -100,6 +231,45 @@ impl ModelSpec {
             position += 1;
             (values, ParamId::from(position))
         };
+        let encoder = self
+            .image
+            .filter(|_| self.encoder.features().is_some())
+            .map(|image| {
+                let mut in_channels = image[0];
+                let convs = self
+                    .encoder
+                    .conv_layers()
+                    .iter()
+                    .map(|&l| {
+                        let shape = [l.filters, in_channels, l.kernel, l.kernel];
+                        in_channels = l.filters;
+                        let (w, w_id) = take(shape.iter().product());
+                        let (b, b_id) = take(l.filters);
+                        conv2d(
+                            param(TensorData::new(w, shape), w_id, device),
+                            param(TensorData::new(b, [l.filters]), b_id, device),
+                            l,
+                        )
+                    })
+                    .collect();
+                let features = self.head_input();
+                let flat = self
+                    .encoder
+                    .conv_shapes(image)
+                    .expect("validated model spec")
+                    .last()
+                    .map_or(0, |s| s.iter().product());
+                let (w, w_id) = take(flat * features);
+                let (b, b_id) = take(features);
+                Encoder::Conv(ConvEncoder {
+                    convs,
+                    fc: Linear {
+                        weight: param(TensorData::new(w, [flat, features]), w_id, device),
+                        bias: Some(param(TensorData::new(b, [features]), b_id, device)),
+                    },
+                    input: image,
+                })
+            });
         let mut mlp = |out: usize| Mlp {
             layers: self
                 .stack(out)
@@ -125,9 +295,11 @@ impl ModelSpec {
             }
         };
         ActorCritic {
+            encoder,
             actor,
             critic,
             log_std,
+            pixels: self.image.is_some(),
         }
     }
 }
@@ -177,12 +349,12 @@ mod tests {
     use super::*;
 
     fn spec() -> ModelSpec {
-        ModelSpec {
-            obs_dim: 4,
-            action: ActionHead::Categorical(2),
-            hidden: vec![64, 64],
-            activation: Activation::Tanh,
-        }
+        ModelSpec::mlp(
+            4,
+            ActionHead::Categorical(2),
+            vec![64, 64],
+            Activation::Tanh,
+        )
     }
 
     #[test]
@@ -200,12 +372,7 @@ mod tests {
 
     #[test]
     fn gaussian_spec_adds_a_log_std_parameter_last() {
-        let spec = ModelSpec {
-            obs_dim: 3,
-            action: ActionHead::Gaussian(2),
-            hidden: vec![8],
-            activation: Activation::Tanh,
-        };
+        let spec = ModelSpec::mlp(3, ActionHead::Gaussian(2), vec![8], Activation::Tanh);
         let flat = spec.init_params(1);
         let model = spec.build(&flat, &Device::flex());
         assert_eq!(model.layout(), spec.layout());
@@ -220,6 +387,141 @@ mod tests {
         };
         let model = categorical.build(&categorical.init_params(1), &Device::flex());
         assert!(model.log_std().is_none());
+    }
+
+    fn nature(actions: usize) -> ModelSpec {
+        ModelSpec {
+            obs_dim: 4 * 84 * 84,
+            image: Some([4, 84, 84]),
+            encoder: EncoderKind::NatureCnn,
+            action: ActionHead::Categorical(actions),
+            hidden: vec![64, 64],
+            activation: Activation::Relu,
+        }
+    }
+
+    #[test]
+    fn the_nature_network_has_the_papers_layers_and_parameter_count() {
+        let spec = nature(4);
+        spec.validate().unwrap();
+        let shapes: Vec<(String, Vec<usize>)> = spec
+            .layout()
+            .entries()
+            .iter()
+            .map(|e| (e.path.clone(), e.shape.clone()))
+            .collect();
+        let want: Vec<(&str, Vec<usize>)> = vec![
+            ("encoder.Conv.convs.0.weight", vec![32, 4, 8, 8]),
+            ("encoder.Conv.convs.0.bias", vec![32]),
+            ("encoder.Conv.convs.1.weight", vec![64, 32, 4, 4]),
+            ("encoder.Conv.convs.1.bias", vec![64]),
+            ("encoder.Conv.convs.2.weight", vec![64, 64, 3, 3]),
+            ("encoder.Conv.convs.2.bias", vec![64]),
+            ("encoder.Conv.fc.weight", vec![3136, 512]),
+            ("encoder.Conv.fc.bias", vec![512]),
+            ("actor.layers.0.weight", vec![512, 4]),
+            ("actor.layers.0.bias", vec![4]),
+            ("critic.layers.0.weight", vec![512, 1]),
+            ("critic.layers.0.bias", vec![1]),
+        ];
+        let want: Vec<(String, Vec<usize>)> =
+            want.into_iter().map(|(p, s)| (p.to_string(), s)).collect();
+        assert_eq!(shapes, want);
+        // 8,224 + 32,832 + 36,928 conv, 1,606,144 dense, 2,052 + 513 heads.
+        assert_eq!(spec.layout().num_floats(), 1_686_693);
+
+        // The built network visits the same parameters and computes the documented shapes.
+        let device = Device::flex();
+        let flat = spec.init_params(3);
+        let model = spec.build(&flat, &device);
+        assert_eq!(model.layout().entries(), spec.layout().entries());
+        assert_eq!(model.to_flat(), flat);
+        let obs = Tensor::<2>::ones([2, 4 * 84 * 84], &device).mul_scalar(255.0);
+        let Some(Encoder::Conv(conv)) = &model.encoder else {
+            panic!("a convolutional encoder")
+        };
+        let mut x: Tensor<4> = obs.clone().div_scalar(255.0).reshape([2, 4, 84, 84]);
+        let mut dims = Vec::new();
+        for layer in &conv.convs {
+            x = layer.forward(x);
+            dims.push(x.dims());
+        }
+        assert_eq!(dims, vec![[2, 32, 20, 20], [2, 64, 9, 9], [2, 64, 7, 7]]);
+        assert_eq!(x.flatten::<2>(1, 3).dims(), [2, 3136]);
+        assert_eq!(model.features(obs.clone()).dims(), [2, 512]);
+        let (logits, values) = model.heads(obs);
+        assert_eq!((logits.dims(), values.dims()), ([2, 4], [2]));
+    }
+
+    #[test]
+    fn conv_filters_are_orthogonal_rows_and_encoders_must_fit_their_input() {
+        let spec = ModelSpec {
+            obs_dim: 4 * 10 * 10,
+            image: Some([4, 10, 10]),
+            encoder: EncoderKind::SmallCnn,
+            ..nature(3)
+        };
+        let flat = spec.init_params(9);
+        // The first convolution: 16 filters of 4·3·3 = 36 values, orthonormal rows × √2.
+        let w = &flat[..16 * 36];
+        for a in 0..16 {
+            for b in 0..16 {
+                let dot: f64 = (0..36)
+                    .map(|i| w[a * 36 + i] as f64 * w[b * 36 + i] as f64)
+                    .sum();
+                let want = if a == b { 2.0 } else { 0.0 };
+                assert!((dot - want).abs() < 1e-4, "({a},{b}) {dot}");
+            }
+        }
+        assert_eq!(
+            spec.layout().num_floats(),
+            16 * 36 + 16 + 1024 * 128 + 128 + 128 * 3 + 3 + 129
+        );
+        let too_small = ModelSpec {
+            obs_dim: 4 * 10 * 10,
+            image: Some([4, 10, 10]),
+            ..nature(3)
+        };
+        assert!(too_small.validate().unwrap_err().contains("does not fit"));
+        let on_vectors = ModelSpec::mlp(4, ActionHead::Categorical(2), vec![8], Activation::Tanh);
+        let on_vectors = ModelSpec {
+            encoder: EncoderKind::SmallCnn,
+            ..on_vectors
+        };
+        assert!(on_vectors.validate().unwrap_err().contains("reads images"));
+    }
+
+    #[test]
+    fn image_models_scale_pixels_and_say_so_in_the_fingerprint() {
+        let image = ModelSpec {
+            obs_dim: 3,
+            image: Some([1, 1, 3]),
+            encoder: EncoderKind::Mlp,
+            ..ModelSpec::mlp(3, ActionHead::Categorical(2), vec![4], Activation::Tanh)
+        };
+        let vector = ModelSpec {
+            image: None,
+            ..image.clone()
+        };
+        assert_eq!(image.layout().entries(), vector.layout().entries());
+        assert_ne!(image.layout().fingerprint(), vector.layout().fingerprint());
+        let flat = image.init_params(1);
+        let device = Device::flex();
+        let pixels =
+            Tensor::<2>::from_data(TensorData::new(vec![255.0f32, 0.0, 51.0], [1, 3]), &device);
+        let scaled =
+            Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.2], [1, 3]), &device);
+        let read = |t: Tensor<2>| {
+            t.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap()
+        };
+        let a = read(image.build(&flat, &device).logits(pixels));
+        let b = read(vector.build(&flat, &device).logits(scaled));
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-6, "{a:?} vs {b:?}");
+        }
     }
 
     #[test]

@@ -59,7 +59,7 @@ impl Admission for DqnAdmission {
             TransitionBatch::from_proto(
                 &msg,
                 door.steps_per_push(),
-                door.spec.obs_dim,
+                (door.spec.obs_dim, door.spec.obs_format()),
                 door.spec.action.outputs(),
             ),
             rejected,

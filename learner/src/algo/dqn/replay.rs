@@ -4,15 +4,18 @@
 
 use std::io::{self, Read, Write};
 
+use shoal_common::obs::{ObsFormat, Observations};
 use shoal_common::rng::Rng;
 
 use super::sum_tree::SumTree;
 
-/// One n-step transition as actors send it.
+/// One n-step transition as actors send it: row `row` of a batch's observation arrays.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition<'a> {
-    /// `s_t`, `[O]`.
-    pub obs: &'a [f32],
+    /// Which row of `obs` and `next_obs`.
+    pub row: usize,
+    /// `s_t` is row `row`, `[O]`.
+    pub obs: &'a Observations,
     /// `a_t`.
     pub action: u32,
     /// `Σ_{k<n} γ^k r_{t+k}`.
@@ -20,8 +23,8 @@ pub struct Transition<'a> {
     /// `γ^n` when the return bootstraps from `next_obs`, 0 when the episode terminated within
     /// the n steps.
     pub discount: f32,
-    /// `s_{t+n}` (or the last observation before the episode ended), `[O]`.
-    pub next_obs: &'a [f32],
+    /// `s_{t+n}` (or the last observation before the episode ended) is row `row`, `[O]`.
+    pub next_obs: &'a Observations,
 }
 
 /// A sampled batch, laid out for one tensor per field.
@@ -30,7 +33,7 @@ pub struct SampledBatch {
     /// Slots sampled (for priority updates).
     pub indices: Vec<usize>,
     /// `[B, O]`.
-    pub obs: Vec<f32>,
+    pub obs: Observations,
     /// `[B]`.
     pub actions: Vec<u32>,
     /// `[B]`.
@@ -38,7 +41,7 @@ pub struct SampledBatch {
     /// `[B]`.
     pub discounts: Vec<f32>,
     /// `[B, O]`.
-    pub next_obs: Vec<f32>,
+    pub next_obs: Observations,
     /// `[B]` importance-sampling weights (all 1 for uniform sampling).
     pub weights: Vec<f32>,
 }
@@ -52,7 +55,14 @@ pub struct Prioritized {
     pub epsilon: f64,
 }
 
-const REPLAY_MAGIC: &[u8; 8] = b"SHOALRB1";
+/// A saved buffer's first bytes, by observation format (`f32` buffers keep the first
+/// version's).
+fn magic(format: ObsFormat) -> &'static [u8; 8] {
+    match format {
+        ObsFormat::F32 => b"SHOALRB1",
+        ObsFormat::U8 => b"SHOALRB8",
+    }
+}
 
 /// A bounded replay buffer.
 #[derive(Debug, Clone)]
@@ -61,28 +71,32 @@ pub struct ReplayBuffer {
     obs_dim: usize,
     len: usize,
     next: usize,
-    obs: Vec<f32>,
+    obs: Observations,
     actions: Vec<u32>,
     rewards: Vec<f32>,
     discounts: Vec<f32>,
-    next_obs: Vec<f32>,
+    next_obs: Observations,
     priorities: Option<(Prioritized, SumTree, f64)>,
 }
 
 impl ReplayBuffer {
-    /// Room for `capacity` transitions of `obs_dim` observations; prioritised when `prioritized`
-    /// is given. All memory is allocated here, once.
-    pub fn new(capacity: usize, obs_dim: usize, prioritized: Option<Prioritized>) -> Self {
+    /// Room for `capacity` transitions of `obs_dim` observations in `format` (images as bytes);
+    /// prioritised when `prioritized` is given. All memory is allocated here, once.
+    pub fn new(
+        capacity: usize,
+        (obs_dim, format): (usize, ObsFormat),
+        prioritized: Option<Prioritized>,
+    ) -> Self {
         Self {
             capacity,
             obs_dim,
             len: 0,
             next: 0,
-            obs: vec![0.0; capacity * obs_dim],
+            obs: Observations::zeros(format, capacity * obs_dim),
             actions: vec![0; capacity],
             rewards: vec![0.0; capacity],
             discounts: vec![0.0; capacity],
-            next_obs: vec![0.0; capacity * obs_dim],
+            next_obs: Observations::zeros(format, capacity * obs_dim),
             priorities: prioritized.map(|p| (p, SumTree::new(capacity), 1.0)),
         }
     }
@@ -97,21 +111,22 @@ impl ReplayBuffer {
         self.len == 0
     }
 
-    /// Bytes of host memory the buffer's arrays take (constant after [`ReplayBuffer::new`]).
+    /// Bytes of host memory the buffer's arrays take (constant after [`ReplayBuffer::new`]):
+    /// per transition `2·O` observation values (one byte each for images, four otherwise) and
+    /// 12 bytes of action, reward and discount, plus 8 of priority when prioritised.
     pub fn memory_bytes(&self) -> usize {
-        4 * (self.obs.capacity()
-            + self.actions.capacity()
-            + self.rewards.capacity()
-            + self.discounts.capacity()
-            + self.next_obs.capacity())
+        self.obs.memory_bytes()
+            + self.next_obs.memory_bytes()
+            + 4 * (self.actions.capacity() + self.rewards.capacity() + self.discounts.capacity())
     }
 
     /// Adds one transition, overwriting the oldest when full. New transitions get the highest
     /// priority seen so far, so each is sampled at least once soon.
     pub fn push(&mut self, t: &Transition<'_>) {
         let (i, o) = (self.next, self.obs_dim);
-        self.obs[i * o..(i + 1) * o].copy_from_slice(t.obs);
-        self.next_obs[i * o..(i + 1) * o].copy_from_slice(t.next_obs);
+        let row = t.row * o..(t.row + 1) * o;
+        self.obs.copy_from(i * o, t.obs, row.clone());
+        self.next_obs.copy_from(i * o, t.next_obs, row);
         self.actions[i] = t.action;
         self.rewards[i] = t.reward;
         self.discounts[i] = t.discount;
@@ -148,16 +163,16 @@ impl ReplayBuffer {
             }
         };
         let o = self.obs_dim;
+        let format = self.obs.format();
         let mut out = SampledBatch {
-            obs: Vec::with_capacity(batch * o),
-            next_obs: Vec::with_capacity(batch * o),
+            obs: Observations::with_capacity(format, batch * o),
+            next_obs: Observations::with_capacity(format, batch * o),
             weights,
             ..SampledBatch::default()
         };
         for &i in &indices {
-            out.obs.extend_from_slice(&self.obs[i * o..(i + 1) * o]);
-            out.next_obs
-                .extend_from_slice(&self.next_obs[i * o..(i + 1) * o]);
+            out.obs.extend_from(&self.obs, i * o..(i + 1) * o);
+            out.next_obs.extend_from(&self.next_obs, i * o..(i + 1) * o);
             out.actions.push(self.actions[i]);
             out.rewards.push(self.rewards[i]);
             out.discounts.push(self.discounts[i]);
@@ -169,16 +184,18 @@ impl ReplayBuffer {
     /// Writes the buffer's contents, for a checkpoint ([`ReplayBuffer::read_from`] reads them
     /// back): a header, then each array little-endian, then the priorities when prioritised.
     pub fn write_to(&self, w: &mut impl Write) -> io::Result<()> {
-        w.write_all(REPLAY_MAGIC)?;
+        w.write_all(magic(self.obs.format()))?;
         for v in [self.capacity, self.obs_dim, self.len, self.next] {
             w.write_all(&(v as u64).to_le_bytes())?;
         }
         w.write_all(&[self.priorities.is_some() as u8])?;
-        for array in [&self.obs, &self.rewards, &self.discounts, &self.next_obs] {
+        self.obs.write_to(w)?;
+        for array in [&self.rewards, &self.discounts] {
             for x in array.iter() {
                 w.write_all(&x.to_le_bytes())?;
             }
         }
+        self.next_obs.write_to(w)?;
         for a in &self.actions {
             w.write_all(&a.to_le_bytes())?;
         }
@@ -197,7 +214,7 @@ impl ReplayBuffer {
         let invalid = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
         let mut magic = [0u8; 8];
         r.read_exact(&mut magic)?;
-        if &magic != REPLAY_MAGIC {
+        if &magic != self::magic(self.obs.format()) {
             return Err(invalid("not a shoal replay buffer"));
         }
         let mut word = [0u8; 8];
@@ -219,18 +236,10 @@ impl ReplayBuffer {
                 "the saved buffer's capacity, observation size or sampling differs from the run's",
             ));
         }
-        let mut f32s = |array: &mut Vec<f32>| -> io::Result<()> {
-            let mut b = [0u8; 4];
-            for x in array.iter_mut() {
-                r.read_exact(&mut b)?;
-                *x = f32::from_le_bytes(b);
-            }
-            Ok(())
-        };
-        f32s(&mut self.obs)?;
-        f32s(&mut self.rewards)?;
-        f32s(&mut self.discounts)?;
-        f32s(&mut self.next_obs)?;
+        self.obs.read_from(r)?;
+        read_f32s(r, &mut self.rewards)?;
+        read_f32s(r, &mut self.discounts)?;
+        self.next_obs.read_from(r)?;
         let mut b = [0u8; 4];
         for a in &mut self.actions {
             r.read_exact(&mut b)?;
@@ -267,22 +276,38 @@ impl ReplayBuffer {
     }
 }
 
+/// Fills `values` with little-endian `f32`s from `r`.
+fn read_f32s(r: &mut impl Read, values: &mut [f32]) -> io::Result<()> {
+    let mut b = [0u8; 4];
+    for x in values {
+        r.read_exact(&mut b)?;
+        *x = f32::from_le_bytes(b);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn t(x: f32) -> ([f32; 2], [f32; 2]) {
-        ([x, -x], [x + 1.0, -x - 1.0])
+    const F32: (usize, ObsFormat) = (2, ObsFormat::F32);
+
+    fn t(x: f32) -> (Observations, Observations) {
+        (
+            Observations::F32(vec![x, -x]),
+            Observations::F32(vec![x + 1.0, -x - 1.0]),
+        )
     }
 
     #[test]
     fn memory_stays_bounded_at_capacity_and_the_oldest_go_first() {
-        let mut buf = ReplayBuffer::new(100, 2, None);
+        let mut buf = ReplayBuffer::new(100, F32, None);
         let bytes = buf.memory_bytes();
         assert_eq!(bytes, 4 * (100 * 2 * 2 + 3 * 100));
         for k in 0..1000 {
             let (obs, next) = t(k as f32);
             buf.push(&Transition {
+                row: 0,
                 obs: &obs,
                 action: (k % 2) as u32,
                 reward: k as f32,
@@ -295,13 +320,51 @@ mod tests {
         assert_eq!(buf.memory_bytes(), bytes, "no growth after construction");
         // Only the last 100 transitions remain, each consistent across the arrays.
         let s = buf.sample(500, 0.4, &mut Rng::new(1));
+        let (obs, next) = (s.obs.to_f32(), s.next_obs.to_f32());
         for (b, &r) in s.rewards.iter().enumerate() {
             assert!((900.0..1000.0).contains(&r));
-            assert_eq!(s.obs[2 * b], r);
-            assert_eq!(s.next_obs[2 * b], r + 1.0);
+            assert_eq!(obs[2 * b], r);
+            assert_eq!(next[2 * b], r + 1.0);
             assert_eq!(s.actions[b], (r as u32) % 2);
         }
         assert!(s.weights.iter().all(|&w| w == 1.0));
+    }
+
+    #[test]
+    fn images_are_stored_as_bytes_and_saved_as_such() {
+        let image = (400, ObsFormat::U8);
+        let mut buf = ReplayBuffer::new(1000, image, None);
+        // Two 400-pixel observations per transition at one byte each, 12 bytes of scalars.
+        assert_eq!(buf.memory_bytes(), 1000 * (2 * 400 + 12));
+        let f32s = ReplayBuffer::new(1000, (400, ObsFormat::F32), None);
+        assert_eq!(f32s.memory_bytes(), 1000 * (2 * 1600 + 12));
+        let obs = Observations::U8((0..800).map(|i| (i % 256) as u8).collect());
+        let next = Observations::U8(vec![255; 800]);
+        for row in [1, 0, 1] {
+            buf.push(&Transition {
+                row,
+                obs: &obs,
+                action: 2,
+                reward: 1.0,
+                discount: 0.9,
+                next_obs: &next,
+            });
+        }
+        let s = buf.sample(8, 0.4, &mut Rng::new(2));
+        let Observations::U8(sampled) = &s.obs else {
+            panic!("images sample as bytes")
+        };
+        for row in sampled.chunks(400) {
+            assert!(row[0] == 0 || row[0] == (400 % 256) as u8);
+        }
+        let mut bytes = Vec::new();
+        buf.write_to(&mut bytes).unwrap();
+        let mut back = ReplayBuffer::new(1000, image, None);
+        back.read_from(&mut bytes.as_slice()).unwrap();
+        assert_eq!(back.sample(8, 0.4, &mut Rng::new(2)), s);
+        // A vector buffer of the same size does not read it.
+        let mut vectors = ReplayBuffer::new(1000, (400, ObsFormat::F32), None);
+        assert!(vectors.read_from(&mut bytes.as_slice()).is_err());
     }
 
     #[test]
@@ -310,10 +373,11 @@ mod tests {
             alpha: 0.6,
             epsilon: 1e-6,
         };
-        let mut buf = ReplayBuffer::new(8, 2, Some(p));
+        let mut buf = ReplayBuffer::new(8, F32, Some(p));
         for k in 0..11 {
             let (obs, next) = t(k as f32);
             buf.push(&Transition {
+                row: 0,
                 obs: &obs,
                 action: k % 3,
                 reward: k as f32,
@@ -324,7 +388,7 @@ mod tests {
         buf.update_priorities(&[1, 4], &[2.0, -0.5]);
         let mut bytes = Vec::new();
         buf.write_to(&mut bytes).unwrap();
-        let mut back = ReplayBuffer::new(8, 2, Some(p));
+        let mut back = ReplayBuffer::new(8, F32, Some(p));
         back.read_from(&mut bytes.as_slice()).unwrap();
         let (a, b) = (
             buf.sample(64, 0.5, &mut Rng::new(9)),
@@ -333,9 +397,9 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!((back.len(), back.next), (buf.len(), buf.next));
         // Another shape is refused, as are truncated bytes.
-        let mut other = ReplayBuffer::new(16, 2, Some(p));
+        let mut other = ReplayBuffer::new(16, F32, Some(p));
         assert!(other.read_from(&mut bytes.as_slice()).is_err());
-        let mut uniform = ReplayBuffer::new(8, 2, None);
+        let mut uniform = ReplayBuffer::new(8, F32, None);
         assert!(uniform.read_from(&mut bytes.as_slice()).is_err());
         assert!(back.read_from(&mut &bytes[..bytes.len() - 3]).is_err());
     }
@@ -346,10 +410,11 @@ mod tests {
             alpha: 1.0,
             epsilon: 0.0,
         };
-        let mut buf = ReplayBuffer::new(4, 2, Some(p));
+        let mut buf = ReplayBuffer::new(4, F32, Some(p));
         for k in 0..4 {
             let (obs, next) = t(k as f32);
             buf.push(&Transition {
+                row: 0,
                 obs: &obs,
                 action: 0,
                 reward: k as f32,

@@ -69,7 +69,11 @@ impl DqnTrainer {
             online: Some(spec.build(initial, &device)),
             target: spec.build(initial, &base),
             target_params: initial.to_vec(),
-            replay: ReplayBuffer::new(d.buffer_size, spec.obs_dim, prioritized),
+            replay: ReplayBuffer::new(
+                d.buffer_size,
+                (spec.obs_dim, spec.obs_format()),
+                prioritized,
+            ),
             optimizer: AdamConfig::new().with_epsilon(d.adam_eps as f32).init(),
             config: d.clone(),
             spec,
@@ -81,14 +85,14 @@ impl DqnTrainer {
 
     /// Adds a batch of transitions to the replay buffer.
     pub fn insert(&mut self, batch: &TransitionBatch) {
-        let o = self.spec.obs_dim;
         for i in 0..batch.len() {
             self.replay.push(&Transition {
-                obs: &batch.obs[i * o..(i + 1) * o],
+                row: i,
+                obs: &batch.obs,
                 action: batch.actions[i],
                 reward: batch.rewards[i],
                 discount: batch.discounts[i],
-                next_obs: &batch.next_obs[i * o..(i + 1) * o],
+                next_obs: &batch.next_obs,
             });
         }
     }
@@ -157,7 +161,6 @@ impl DqnTrainer {
     /// back to where they were) and reported as `None`: the model never takes a NaN.
     pub fn update(&mut self, beta: f64) -> Option<DqnStats> {
         let b = self.config.batch_size;
-        let o = self.spec.obs_dim;
         let a = self.spec.action.outputs();
         let s = self.replay.sample(b, beta, &mut self.rng);
         let d = &self.device;
@@ -166,8 +169,8 @@ impl DqnTrainer {
         let t1 = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [b]), d);
         let actions: Vec<f32> = s.actions.iter().map(|&x| x as f32).collect();
         let one_hot = t2(action_rows(self.spec.action, &actions), a);
-        let obs = t2(s.obs, o);
-        let next = t2(s.next_obs, o);
+        let obs = s.obs.tensor(b, d);
+        let next = s.next_obs.tensor(b, d);
         let online = self.online.take().expect("online network present");
         let before = (online.clone(), self.optimizer.clone());
         let q: Tensor<1> = (online.logits(obs) * one_hot).sum_dim(1).squeeze_dim(1);

@@ -4,6 +4,7 @@
 
 use crossbeam_channel::{Receiver, Sender};
 use shoal_common::normalize::NormStats;
+use shoal_common::obs::Observations;
 use shoal_common::rollout::Rollout;
 
 /// What the run counts of one rollout in a batch.
@@ -37,7 +38,7 @@ pub struct TrajectoryBatch {
     /// `[C]`: which rollout each trajectory comes from.
     pub rollout_of: Vec<usize>,
     /// `[C, T, O]`.
-    pub obs: Vec<f32>,
+    pub obs: Observations,
     /// `[C, T, A]`: action indices (categorical) or vectors (Gaussian).
     pub actions: Vec<f32>,
     /// `[C, T]`.
@@ -49,9 +50,9 @@ pub struct TrajectoryBatch {
     /// `[C, T]`.
     pub truncated: Vec<bool>,
     /// `[C, O]`: the observation after each trajectory's last step.
-    pub bootstrap_obs: Vec<f32>,
+    pub bootstrap_obs: Observations,
     /// `[K, O]`: the final observation of every truncated step, in `[C, T]` order.
-    pub truncation_obs: Vec<f32>,
+    pub truncation_obs: Observations,
 }
 
 impl TrajectoryBatch {
@@ -66,6 +67,7 @@ impl TrajectoryBatch {
             first.shape.obs_dim,
         );
         let w = first.shape.action.action_width();
+        let format = first.shape.obs_format;
         let c = rollouts.len() * n;
         let mut b = TrajectoryBatch {
             t_len,
@@ -73,14 +75,14 @@ impl TrajectoryBatch {
             action_width: w,
             rollouts: Vec::with_capacity(rollouts.len()),
             rollout_of: Vec::with_capacity(c),
-            obs: Vec::with_capacity(c * t_len * o),
+            obs: Observations::with_capacity(format, c * t_len * o),
             actions: Vec::with_capacity(c * t_len * w),
             rewards: Vec::with_capacity(c * t_len),
             behaviour_log_probs: Vec::with_capacity(c * t_len),
             terminated: Vec::with_capacity(c * t_len),
             truncated: Vec::with_capacity(c * t_len),
-            bootstrap_obs: Vec::with_capacity(c * o),
-            truncation_obs: Vec::new(),
+            bootstrap_obs: Observations::with_capacity(format, c * o),
+            truncation_obs: Observations::with_capacity(format, 0),
         };
         for (index, r) in rollouts.into_iter().enumerate() {
             let finals = r
@@ -100,7 +102,7 @@ impl TrajectoryBatch {
                 b.rollout_of.push(index);
                 for t in 0..t_len {
                     let i = t * n + env;
-                    b.obs.extend_from_slice(&r.obs[i * o..(i + 1) * o]);
+                    b.obs.extend_from(&r.obs, i * o..(i + 1) * o);
                     b.actions.extend_from_slice(&r.actions[i * w..(i + 1) * w]);
                     b.rewards.push(r.rewards[i]);
                     b.behaviour_log_probs.push(r.log_probs[i]);
@@ -109,11 +111,11 @@ impl TrajectoryBatch {
                     if r.truncated[i] {
                         let row = cut_rows[i];
                         b.truncation_obs
-                            .extend_from_slice(&finals.truncation[row * o..(row + 1) * o]);
+                            .extend_from(&finals.truncation, row * o..(row + 1) * o);
                     }
                 }
                 b.bootstrap_obs
-                    .extend_from_slice(&finals.bootstrap[env * o..(env + 1) * o]);
+                    .extend_from(&finals.bootstrap, env * o..(env + 1) * o);
             }
             b.rollouts.push(RolloutInfo {
                 actor_id: r.actor_id,
@@ -176,6 +178,7 @@ pub(crate) fn batcher(
 mod tests {
     use super::*;
     use shoal_common::model::ActionHead;
+    use shoal_common::obs::ObsFormat;
     use shoal_common::rollout::{FinalObservations, RolloutShape};
 
     /// A rollout whose every number says where it came from: observation `(r, t, n)` as
@@ -185,6 +188,7 @@ mod tests {
             n_steps: 3,
             num_envs: 2,
             obs_dim: 1,
+            obs_format: ObsFormat::F32,
             action: ActionHead::Categorical(2),
         };
         let code = |t: usize, n: usize| (100 * r as usize + 10 * t + n) as f32;
@@ -196,7 +200,7 @@ mod tests {
             actor_id: r,
             version: 5 + r as u64,
             shape,
-            obs: cells.iter().map(|&(t, n)| code(t, n)).collect(),
+            obs: Observations::F32(cells.iter().map(|&(t, n)| code(t, n)).collect()),
             actions: cells.iter().map(|&(_, n)| n as f32).collect(),
             rewards: cells.iter().map(|&(t, n)| code(t, n) + 0.5).collect(),
             terminated,
@@ -209,8 +213,8 @@ mod tests {
             episode_lengths: vec![1, 2],
             moments: NormStats::new(1),
             final_obs: Some(FinalObservations {
-                bootstrap: vec![-1.0 - r as f32, -2.0 - r as f32],
-                truncation: vec![code(1, 1) + 0.25],
+                bootstrap: Observations::F32(vec![-1.0 - r as f32, -2.0 - r as f32]),
+                truncation: Observations::F32(vec![code(1, 1) + 0.25]),
             }),
         }
     }
@@ -221,14 +225,15 @@ mod tests {
         assert_eq!((b.trajectories(), b.len(), b.t_len), (4, 12, 3));
         assert_eq!(b.rollout_of, vec![0, 0, 1, 1]);
         // Trajectory 1 is rollout 0's env 1; trajectory 2 is rollout 1's env 0.
-        assert_eq!(b.obs[3..6], [1.0, 11.0, 21.0]);
-        assert_eq!(b.obs[6..9], [100.0, 110.0, 120.0]);
+        let obs = b.obs.to_f32();
+        assert_eq!(obs[3..6], [1.0, 11.0, 21.0]);
+        assert_eq!(obs[6..9], [100.0, 110.0, 120.0]);
         assert_eq!(b.behaviour_log_probs[6..9], [-100.0, -110.0, -120.0]);
         assert_eq!(b.actions[3..6], [1.0, 1.0, 1.0]);
         assert_eq!(b.truncated[3..6], [false, true, false]);
         assert_eq!(b.terminated[0..3], [false, false, true]);
-        assert_eq!(b.bootstrap_obs, vec![-1.0, -2.0, -2.0, -3.0]);
-        assert_eq!(b.truncation_obs, vec![11.25, 111.25]);
+        assert_eq!(b.bootstrap_obs.to_f32(), vec![-1.0, -2.0, -2.0, -3.0]);
+        assert_eq!(b.truncation_obs.to_f32(), vec![11.25, 111.25]);
         assert_eq!(b.rollouts[1].version, 6);
         assert_eq!(b.rollouts[1].env_steps, 6);
     }

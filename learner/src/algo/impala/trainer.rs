@@ -7,6 +7,7 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData, Transaction};
 use shoal_common::config::{ImpalaConfig, RunConfig};
 use shoal_common::model::{ActorCritic, ModelSpec, action_rows};
+use shoal_common::obs::Observations;
 use shoal_common::returns::next_values;
 use shoal_common::rng::Rng;
 use shoal_common::vtrace::{VTraceClip, vtrace};
@@ -23,11 +24,11 @@ use crate::grad_clip::clip_global_norm;
 /// values bootstrap from.
 #[derive(Default)]
 struct Minibatch {
-    obs: Vec<f32>,
+    obs: Observations,
     actions: Vec<f32>,
     behaviour_log_probs: Vec<f32>,
     /// The bootstrap observation of each trajectory, then every truncated step's final one.
-    final_obs: Vec<f32>,
+    final_obs: Observations,
 }
 
 /// Owns the network and its optimizer.
@@ -103,22 +104,27 @@ impl ImpalaTrainer {
     /// `c`'s first truncation row.
     fn gather(&self, batch: &TrajectoryBatch, chunk: &[usize], first_cut: &[usize]) -> Minibatch {
         let (t_len, o, w) = (batch.t_len, batch.obs_dim, batch.action_width);
-        let mut mb = Minibatch::default();
+        let format = batch.obs.format();
+        let mut mb = Minibatch {
+            obs: Observations::with_capacity(format, chunk.len() * t_len * o),
+            final_obs: Observations::with_capacity(format, chunk.len() * o),
+            ..Minibatch::default()
+        };
         for &c in chunk {
             let steps = c * t_len..(c + 1) * t_len;
             mb.obs
-                .extend_from_slice(&batch.obs[steps.start * o..steps.end * o]);
+                .extend_from(&batch.obs, steps.start * o..steps.end * o);
             mb.actions
                 .extend_from_slice(&batch.actions[steps.start * w..steps.end * w]);
             mb.behaviour_log_probs
                 .extend_from_slice(&batch.behaviour_log_probs[steps]);
             mb.final_obs
-                .extend_from_slice(&batch.bootstrap_obs[c * o..(c + 1) * o]);
+                .extend_from(&batch.bootstrap_obs, c * o..(c + 1) * o);
         }
         for &c in chunk {
             let (from, to) = (first_cut[c], first_cut[c + 1]);
             mb.final_obs
-                .extend_from_slice(&batch.truncation_obs[from * o..to * o]);
+                .extend_from(&batch.truncation_obs, from * o..to * o);
         }
         mb
     }
@@ -187,11 +193,10 @@ impl ImpalaTrainer {
                     Tensor::<1>::from_data(TensorData::new(v, [n]), d)
                 };
                 let model = self.model.take().expect("model present");
-                let obs = t2(mb.obs, o);
-                let policy =
-                    model.evaluate(obs.clone(), t2(action_rows(head, &mb.actions), outputs));
-                let values = model.values(obs);
-                let final_values = model.values(t2(mb.final_obs, o));
+                let obs = mb.obs.tensor(rows, d);
+                let (policy, values) =
+                    model.evaluate_with_values(obs, t2(action_rows(head, &mb.actions), outputs));
+                let final_values = model.values(mb.final_obs.tensor(mb.final_obs.len() / o, d));
                 // The current network's view of the minibatch, read back once for V-trace.
                 let read = Transaction::default()
                     .register(policy.log_probs.clone().inner())

@@ -1,6 +1,7 @@
 //! A PPO batch: the rollouts of one update with GAE advantages and value targets, flattened
 //! into host arrays.
 
+use shoal_common::obs::{ObsFormat, Observations};
 use shoal_common::returns::{column, from_columns, gae, next_values};
 use shoal_common::rollout::Rollout;
 
@@ -8,7 +9,7 @@ use shoal_common::rollout::Rollout;
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     /// `[B, O]`.
-    pub obs: Vec<f32>,
+    pub obs: Observations,
     /// `[B]` action indices (categorical) or `[B, A]` actions (Gaussian).
     pub actions: Vec<f32>,
     /// `[B]`.
@@ -24,7 +25,14 @@ pub struct Batch {
 impl Batch {
     /// Computes GAE per environment of every rollout and flattens them into one batch.
     pub fn from_rollouts(rollouts: &[Rollout], gamma: f64, lambda: f64) -> Self {
-        let mut batch = Batch::default();
+        let format = rollouts
+            .first()
+            .map_or(ObsFormat::F32, |r| r.shape.obs_format);
+        let values: usize = rollouts.iter().map(|r| r.obs.len()).sum();
+        let mut batch = Batch {
+            obs: Observations::with_capacity(format, values),
+            ..Batch::default()
+        };
         for r in rollouts {
             let (t_len, n) = (r.shape.n_steps, r.shape.num_envs);
             let o = r.shape.obs_dim;
@@ -46,7 +54,7 @@ impl Batch {
                 let rewards = column(&r.rewards, n, env);
                 gae(&rewards, &values, &next, &terminated, &ends, gamma, lambda)
             });
-            batch.obs.extend_from_slice(&r.obs[..t_len * n * o]);
+            batch.obs.extend_from(&r.obs, 0..t_len * n * o);
             batch.actions.extend_from_slice(&r.actions);
             batch.log_probs.extend_from_slice(&r.log_probs);
             batch.values.extend_from_slice(&r.values);

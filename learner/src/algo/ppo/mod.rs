@@ -47,12 +47,7 @@ pub(crate) fn start(setup: Setup) -> Started {
     let admission = PpoAdmission {
         queue,
         gate: gate.clone(),
-        shape: RolloutShape {
-            n_steps: config.n_steps,
-            num_envs: config.num_envs,
-            obs_dim: spec.obs_dim,
-            action: spec.action,
-        },
+        shape: RolloutShape::of(&spec, config.n_steps, config.num_envs),
     };
     Started::new(admission, rx, move || {
         let trainer = PpoTrainer::new(&config, spec, &initial, device, seed);

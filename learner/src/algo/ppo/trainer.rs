@@ -5,6 +5,7 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData, Transaction};
 use shoal_common::config::{PpoConfig, RunConfig};
 use shoal_common::model::{ActorCritic, ModelSpec, action_rows};
+use shoal_common::obs::Observations;
 use shoal_common::rng::Rng;
 
 use super::batch::Batch;
@@ -199,13 +200,13 @@ impl PpoTrainer {
             self.rng.shuffle(&mut indices);
             for chunk in indices.chunks(minibatch) {
                 let m = chunk.len();
-                let mut obs = Vec::with_capacity(m * obs_dim);
+                let mut obs = Observations::with_capacity(batch.obs.format(), m * obs_dim);
                 let mut actions = Vec::with_capacity(m * width);
                 let mut old_lp = Vec::with_capacity(m);
                 let mut adv = Vec::with_capacity(m);
                 let mut ret = Vec::with_capacity(m);
                 for &i in chunk {
-                    obs.extend_from_slice(&batch.obs[i * obs_dim..(i + 1) * obs_dim]);
+                    obs.extend_from(&batch.obs, i * obs_dim..(i + 1) * obs_dim);
                     actions.extend_from_slice(&batch.actions[i * width..(i + 1) * width]);
                     old_lp.push(batch.log_probs[i]);
                     adv.push(batch.advantages[i]);
@@ -219,17 +220,11 @@ impl PpoTrainer {
                     Tensor::<2>::from_data(TensorData::new(v, [m, cols]), d)
                 };
                 let t1 = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [m]), d);
-                let obs = t2(obs, obs_dim);
+                let obs = obs.tensor(m, d);
                 let model = self.model.take().expect("model present");
-                let policy = model.evaluate(obs.clone(), t2(action_rows(head, &actions), outputs));
-                let loss = ppo_loss(
-                    policy,
-                    model.values(obs),
-                    t1(old_lp),
-                    t1(adv),
-                    t1(ret),
-                    coefs,
-                );
+                let (policy, values) =
+                    model.evaluate_with_values(obs, t2(action_rows(head, &actions), outputs));
+                let loss = ppo_loss(policy, values, t1(old_lp), t1(adv), t1(ret), coefs);
                 let grads = loss.total.clone().backward();
                 let mut grads = GradientsParams::from_grads(grads, &model);
                 let grad_norm = clip_global_norm(&model, &mut grads, self.ppo.max_grad_norm);
