@@ -4,7 +4,7 @@
 //! Environments write every observation as `f32` (an image's pixels as the integers 0..=255);
 //! what leaves an actor, crosses the network and sits in the learner's replay buffer is an
 //! [`Observations`] in the run's [`ObsFormat`]: little-endian `f32` for vectors, one byte per
-//! pixel for images (a quarter of the size). [`Observations::tensor`] makes the `f32` tensor;
+//! pixel for images (a quarter of the size). [`Observations::into_tensor`] makes the `f32` tensor;
 //! the network scales pixels to `[0, 1]` as its first operation.
 
 use std::io::{self, Read, Write};
@@ -15,7 +15,6 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::codec::{decode_f32, encode_f32, first_implausible};
-use crate::env::Space;
 
 /// How a run's observations are stored and sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,14 +26,6 @@ pub enum ObsFormat {
 }
 
 impl ObsFormat {
-    /// The format of an observation space: `U8` for images, `F32` otherwise.
-    pub fn of(space: &Space) -> Self {
-        match space {
-            Space::Image { .. } => ObsFormat::U8,
-            _ => ObsFormat::F32,
-        }
-    }
-
     /// Bytes one value takes on the wire and in memory.
     pub fn value_bytes(self) -> usize {
         match self {
@@ -206,23 +197,23 @@ impl Observations {
         }
     }
 
-    /// `[rows, len / rows]` `f32` tensor on `device`. Images cross to the device as bytes and are
-    /// cast there (pixels stay 0..=255; the network scales them).
+    /// `[rows, len / rows]` `f32` tensor on `device`, taking the values without a copy. Images
+    /// cross to the device as bytes and are cast there (pixels stay 0..=255; the network scales
+    /// them).
     ///
     /// # Panics
     /// When `rows` does not divide the length.
-    pub fn tensor(&self, rows: usize, device: &Device) -> Tensor<2> {
+    pub fn into_tensor(self, rows: usize, device: &Device) -> Tensor<2> {
         let cols = self.len().checked_div(rows).unwrap_or(0);
         assert_eq!(rows * cols, self.len(), "observations are not {rows} rows");
         match self {
             Observations::F32(v) => {
-                Tensor::<2>::from_data(TensorData::new(v.clone(), [rows, cols]), device)
+                Tensor::<2>::from_data(TensorData::new(v, [rows, cols]), device)
             }
-            Observations::U8(v) => Tensor::<2, burn::tensor::Int>::from_data(
-                TensorData::new(v.clone(), [rows, cols]),
-                device,
-            )
-            .float(),
+            Observations::U8(v) => {
+                Tensor::<2, burn::tensor::Int>::from_data(TensorData::new(v, [rows, cols]), device)
+                    .float()
+            }
         }
     }
 
@@ -303,7 +294,7 @@ mod tests {
     #[test]
     fn byte_images_become_float_tensors_with_their_values() {
         let obs = Observations::U8(vec![0, 1, 254, 255, 7, 9]);
-        let t = obs.tensor(2, &Device::flex());
+        let t = obs.into_tensor(2, &Device::flex());
         assert_eq!(t.dims(), [2, 3]);
         let data = t.into_data().convert::<f32>();
         assert_eq!(

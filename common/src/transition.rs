@@ -156,18 +156,27 @@ mod tests {
 
     const F32: (usize, ObsFormat) = (2, ObsFormat::F32);
 
+    /// Two transitions of 2-value vector observations.
+    fn sample() -> TransitionBatch {
+        TransitionBatch {
+            actor_id: 1,
+            version: 3,
+            obs: Observations::F32(vec![0.0, 1.0, 2.0, 3.0]),
+            actions: vec![1, 0],
+            rewards: vec![1.0, 2.9701],
+            discounts: vec![0.0, 0.970299],
+            next_obs: Observations::F32(vec![4.0, 5.0, 6.0, 7.0]),
+            episode_returns: vec![9.0],
+            episode_lengths: vec![9],
+        }
+    }
+
     #[test]
     fn image_transitions_travel_as_bytes() {
         let b = TransitionBatch {
-            actor_id: 1,
-            version: 3,
             obs: Observations::U8(vec![0, 255, 7, 9]),
-            actions: vec![1, 0],
-            rewards: vec![1.0, 0.0],
-            discounts: vec![0.0, 0.99],
             next_obs: Observations::U8(vec![1, 2, 3, 4]),
-            episode_returns: vec![],
-            episode_lengths: vec![],
+            ..sample()
         };
         let msg = b.to_proto("fp");
         assert_eq!(msg.observations.len(), 4);
@@ -187,17 +196,7 @@ mod tests {
 
     #[test]
     fn transition_batches_round_trip_and_bad_ones_are_refused() {
-        let b = TransitionBatch {
-            actor_id: 1,
-            version: 3,
-            obs: Observations::F32(vec![0.0, 1.0, 2.0, 3.0]),
-            actions: vec![1, 0],
-            rewards: vec![1.0, 2.9701],
-            discounts: vec![0.0, 0.970299],
-            next_obs: Observations::F32(vec![4.0, 5.0, 6.0, 7.0]),
-            episode_returns: vec![9.0],
-            episode_lengths: vec![9],
-        };
+        let b = sample();
         let msg = b.to_proto("fp");
         assert_eq!(TransitionBatch::from_proto(&msg, 2, F32, 2).unwrap(), b);
         assert!(matches!(

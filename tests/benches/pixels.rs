@@ -65,7 +65,7 @@ fn network_ms(spec: &ModelSpec, batch: usize, secs: f64) -> (f64, f64) {
             .collect();
         let obs = Observations::from_f32(ObsFormat::U8, &pixels);
         let run = || {
-            let x: Tensor<2> = obs.tensor(batch, device);
+            let x: Tensor<2> = obs.clone().into_tensor(batch, device);
             let (logits, values) = model.heads(x);
             let loss = logits.mean() + values.mean();
             if backward {

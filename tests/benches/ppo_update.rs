@@ -33,7 +33,7 @@ fn main() {
 
     let device = Device::flex().autodiff();
     let mut model = spec.build(&initial, &device);
-    let obs = batch.obs.tensor(b, &device);
+    let obs = batch.obs.clone().into_tensor(b, &device);
     let mut optim = AdamConfig::new().init();
 
     let fwd_bwd = per_iter(200, || {

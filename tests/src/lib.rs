@@ -452,3 +452,24 @@ pub fn shoal_train(config: &str, seed: u64, actors: u32) -> (serde_json::Value, 
     let summary = serde_json::from_slice(&out.stdout).expect("JSON summary on stdout");
     (summary, secs)
 }
+
+/// Trains `config` in a fresh run directory with a real learner and `actors` actor processes,
+/// which must exit cleanly once the run is over; returns the summary and the run directory.
+pub async fn train_with_actors(
+    config: RunConfig,
+    name: &str,
+    actors: usize,
+) -> (RunSummary, PathBuf) {
+    let run_dir = temp_dir(name);
+    let learner = TestLearner::start(config, run_dir.clone()).await;
+    let mut procs: Vec<_> = (0..actors)
+        .map(|i| spawn_actor(&learner.url(), &format!("{name}-{i}"), false))
+        .collect();
+    let summary = learner.handle.await.unwrap().unwrap();
+    // The actors are told the run is over and exit cleanly by themselves.
+    for p in &mut procs {
+        let status = p.wait().await.unwrap();
+        assert!(status.success(), "actor exited with {status}");
+    }
+    (summary, run_dir)
+}

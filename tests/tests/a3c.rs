@@ -63,7 +63,7 @@ fn pushed_gradient_applied_by_the_learner_equals_burn_in_process() {
     let device = Device::flex().autodiff();
     let model = spec.build(&params, &device);
     let b = rollout.log_probs.len();
-    let obs = rollout.obs.tensor(b, &device);
+    let obs = rollout.obs.clone().into_tensor(b, &device);
     let actions = Tensor::<2>::from_data(
         TensorData::new(
             action_rows(spec.action, &rollout.actions),

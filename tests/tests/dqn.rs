@@ -4,20 +4,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use shoal_common::config::RunConfig;
 use shoal_common::env::gridworld::{GRID_3X3, value_iteration};
-use shoal_tests::{TestLearner, repo_root, spawn_actor, temp_dir};
-
-async fn train(config: RunConfig, name: &str) -> (shoal_learner::RunSummary, std::path::PathBuf) {
-    let run_dir = temp_dir(name);
-    let learner = TestLearner::start(config, run_dir.clone()).await;
-    let mut actors: Vec<_> = (0..2)
-        .map(|i| spawn_actor(&learner.url(), &format!("{name}-{i}"), false))
-        .collect();
-    let summary = learner.handle.await.unwrap().unwrap();
-    for actor in &mut actors {
-        assert!(actor.wait().await.unwrap().success());
-    }
-    (summary, run_dir)
-}
+use shoal_tests::{repo_root, train_with_actors};
 
 fn cartpole_dqn() -> RunConfig {
     let config = RunConfig::load(&repo_root().join("configs/cartpole-dqn.toml")).unwrap();
@@ -32,7 +19,7 @@ fn cartpole_dqn() -> RunConfig {
 /// on the training actors), and the run stops on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_actor_processes_reach_a_greedy_475_on_cartpole_within_100k_steps() {
-    let (summary, run_dir) = train(cartpole_dqn(), "dqn-cartpole").await;
+    let (summary, run_dir) = train_with_actors(cartpole_dqn(), "dqn-cartpole", 2).await;
     assert!(summary.solved, "{summary:?}");
     assert!(summary.eval_return_mean.unwrap() >= 475.0);
     assert!(summary.env_steps <= 100_000);
@@ -61,7 +48,7 @@ async fn two_actor_processes_reach_a_greedy_475_on_cartpole_within_100k_steps() 
 async fn prioritized_replay_reaches_a_greedy_475_on_cartpole_within_100k_steps() {
     let mut config = cartpole_dqn();
     config.dqn.prioritized = true;
-    let (summary, _) = train(config, "dqn-cartpole-per").await;
+    let (summary, _) = train_with_actors(config, "dqn-cartpole-per", 2).await;
     assert!(summary.solved, "{summary:?}");
     assert!(summary.env_steps <= 100_000);
 }
@@ -98,7 +85,7 @@ async fn gridworld_q_values_match_with_prioritized_replay_linear_epsilon_and_pol
 /// Trains `config` on GridWorld-3x3 and checks the final Q-network against Q*.
 async fn assert_gridworld_q_star(config: RunConfig, name: &str) -> std::path::PathBuf {
     let gamma = config.dqn.gamma;
-    let (_, run_dir) = train(config.clone(), name).await;
+    let (_, run_dir) = train_with_actors(config.clone(), name, 2).await;
     let spec = shoal_learner::model_spec(&config).unwrap();
     let bytes = std::fs::read(run_dir.join("checkpoints/final/params.bin")).unwrap();
     let model = spec.build(&spec.layout().decode(&bytes).unwrap(), &Device::flex());

@@ -5,7 +5,7 @@
 
 use shoal_common::config::{DeviceChoice, RunConfig};
 use shoal_learner::RunSummary;
-use shoal_tests::{TestLearner, repo_root, spawn_actor, temp_dir};
+use shoal_tests::{repo_root, train_with_actors};
 
 fn load(file: &str) -> RunConfig {
     let mut config = RunConfig::load(&repo_root().join(file)).unwrap();
@@ -20,12 +20,7 @@ async fn train(
     name: &str,
     actors: usize,
 ) -> (RunSummary, Vec<serde_json::Value>) {
-    let run_dir = temp_dir(name);
-    let learner = TestLearner::start(config, run_dir.clone()).await;
-    let mut procs: Vec<_> = (0..actors)
-        .map(|i| spawn_actor(&learner.url(), &format!("{name}-{i}"), false))
-        .collect();
-    let summary = learner.handle.await.unwrap().unwrap();
+    let (summary, run_dir) = train_with_actors(config, name, actors).await;
     println!(
         "{name}: solved {} in {} env steps ({} masked), {} updates, {:.2} s, actors idle {:?}",
         summary.solved,
@@ -35,11 +30,6 @@ async fn train(
         summary.wall_secs,
         summary.actor_idle_fraction
     );
-    // The actors are told the run is over and exit cleanly by themselves.
-    for p in &mut procs {
-        let status = p.wait().await.unwrap();
-        assert!(status.success(), "actor exited with {status}");
-    }
     let rows = std::fs::read_to_string(run_dir.join("metrics.jsonl"))
         .unwrap()
         .lines()

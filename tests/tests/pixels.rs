@@ -6,24 +6,10 @@ use burn::tensor::Device;
 use shoal_common::config::RunConfig;
 use shoal_common::evaluate::{evaluate_deterministic, mean_std};
 use shoal_common::normalize::Normalizer;
-use shoal_tests::{TestLearner, repo_root, spawn_actor, temp_dir};
-
-/// Trains `config` with two actor processes; returns the summary and the run directory.
-async fn train(config: RunConfig, name: &str) -> (shoal_learner::RunSummary, std::path::PathBuf) {
-    let run_dir = temp_dir(name);
-    let learner = TestLearner::start(config, run_dir.clone()).await;
-    let mut actors: Vec<_> = (0..2)
-        .map(|i| spawn_actor(&learner.url(), &format!("{name}-{i}"), false))
-        .collect();
-    let summary = learner.handle.await.unwrap().unwrap();
-    for actor in &mut actors {
-        assert!(actor.wait().await.unwrap().success());
-    }
-    (summary, run_dir)
-}
+use shoal_tests::{repo_root, train_with_actors};
 
 /// The greedy policy of the run's final checkpoint: mean return over `episodes` episodes drawn
-/// from `seed` (not the training seeds).
+/// from a fixed seed that no training actor uses.
 fn greedy_mean_return(config: &RunConfig, run_dir: &std::path::Path, episodes: usize) -> f64 {
     let spec = shoal_learner::model_spec(config).unwrap();
     let bytes = std::fs::read(run_dir.join("checkpoints/final/params.bin")).unwrap();
@@ -52,7 +38,7 @@ fn load(file: &str) -> RunConfig {
 async fn dqn_catches_the_ball_from_pixels() {
     let config = load("catch-dqn.toml");
     assert_eq!(config.model.encoder.name(), "small_cnn");
-    let (summary, run_dir) = train(config.clone(), "pixels-dqn-catch").await;
+    let (summary, run_dir) = train_with_actors(config.clone(), "pixels-dqn-catch", 2).await;
     assert!(summary.solved, "{summary:?}");
     assert!(summary.env_steps <= config.total_steps, "{summary:?}");
     let greedy = greedy_mean_return(&config, &run_dir, 100);
@@ -68,7 +54,7 @@ async fn dqn_catches_the_ball_from_pixels() {
 #[ignore = "issue 16 in progress: budget not yet verified over 5 runs (cargo test -- --ignored)"]
 async fn ppo_catches_the_ball_from_pixels() {
     let config = load("catch-ppo.toml");
-    let (summary, run_dir) = train(config.clone(), "pixels-ppo-catch").await;
+    let (summary, run_dir) = train_with_actors(config.clone(), "pixels-ppo-catch", 2).await;
     assert!(summary.env_steps >= config.total_steps, "{summary:?}");
     let greedy = greedy_mean_return(&config, &run_dir, 100);
     assert!(

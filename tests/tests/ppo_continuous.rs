@@ -4,20 +4,7 @@
 //! reward scaling shared across the actors.
 
 use shoal_common::config::RunConfig;
-use shoal_learner::RunSummary;
-use shoal_tests::{TestLearner, repo_root, spawn_actor, temp_dir};
-
-async fn train(config: RunConfig, name: &str) -> RunSummary {
-    let learner = TestLearner::start(config, temp_dir(name)).await;
-    let mut actors: Vec<_> = (0..2)
-        .map(|i| spawn_actor(&learner.url(), &format!("{name}-{i}"), false))
-        .collect();
-    let summary = learner.handle.await.unwrap().unwrap();
-    for actor in &mut actors {
-        assert!(actor.wait().await.unwrap().success());
-    }
-    summary
-}
+use shoal_tests::{repo_root, train_with_actors};
 
 fn pendulum() -> RunConfig {
     let config = RunConfig::load(&repo_root().join("configs/pendulum-ppo.toml")).unwrap();
@@ -30,7 +17,7 @@ fn pendulum() -> RunConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pendulum_reaches_minus_250_within_300k_steps() {
-    let summary = train(pendulum(), "pendulum").await;
+    let summary = train_with_actors(pendulum(), "pendulum", 2).await.0;
     assert!(summary.solved, "{summary:?}");
     assert!(summary.env_steps <= 300_000);
     // The policy saved is Gaussian: its layout ends with the log standard deviation.
@@ -48,7 +35,7 @@ async fn pendulum_with_shared_normalisation_reaches_minus_250() {
     let mut config = pendulum();
     config.normalize.observations = true;
     config.normalize.rewards = true;
-    let summary = train(config, "pendulum-norm").await;
+    let summary = train_with_actors(config, "pendulum-norm", 2).await.0;
     assert!(summary.solved, "{summary:?}");
     // The checkpoint holds statistics over every sample trained on (each update used 2
     // rollouts of 4 x 512 steps).

@@ -86,7 +86,7 @@ impl GradientComputer {
         let b = rollout.log_probs.len();
         let head = self.spec.action;
         let d = &self.device;
-        let obs = rollout.obs.tensor(b, d);
+        let obs = rollout.obs.clone().into_tensor(b, d);
         let actions = Tensor::<2>::from_data(
             TensorData::new(action_rows(head, &rollout.actions), [b, head.outputs()]),
             d,

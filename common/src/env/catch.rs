@@ -15,6 +15,7 @@
 //! - [`Env::reset_to`] state: `[ball_row, ball_col, paddle_col]`, integers with `ball_row` in
 //!   0..=8 (row 9 is terminal), `ball_col` and `paddle_col` in 0..=4.
 
+use super::paddle::{cell, move_paddle};
 use super::{Action, Env, EnvError, Space, Step, state_array};
 use crate::rng::Rng;
 
@@ -55,17 +56,6 @@ impl Catch {
     }
 }
 
-/// `value` as an integer in `0..=max`, or a message naming `what`.
-fn cell(value: f64, max: usize, what: &str) -> Result<usize, EnvError> {
-    if value.fract() == 0.0 && (0.0..=max as f64).contains(&value) {
-        Ok(value as usize)
-    } else {
-        Err(EnvError::InvalidState(format!(
-            "Catch: {what} must be an integer in 0..={max}, got {value}"
-        )))
-    }
-}
-
 impl Env for Catch {
     fn observation_space(&self) -> Space {
         Space::Image {
@@ -88,19 +78,15 @@ impl Env for Catch {
 
     fn reset_to(&mut self, state: &[f64], obs: &mut [f32]) -> Result<(), EnvError> {
         let [ball_row, ball_col, paddle_col] = state_array(state)?;
-        self.ball_row = cell(ball_row, ROWS - 2, "ball_row")?;
-        self.ball_col = cell(ball_col, COLS - 1, "ball_col")?;
-        self.paddle_col = cell(paddle_col, COLS - 1, "paddle_col")?;
+        self.ball_row = cell("Catch", ball_row, ROWS - 2, "ball_row")?;
+        self.ball_col = cell("Catch", ball_col, COLS - 1, "ball_col")?;
+        self.paddle_col = cell("Catch", paddle_col, COLS - 1, "paddle_col")?;
         self.write_obs(obs);
         Ok(())
     }
 
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Step {
-        let a = match action {
-            Action::Discrete(a) => a.min(2),
-            Action::Continuous(a) => a.first().map_or(1, |&v| v.round().clamp(0.0, 2.0) as usize),
-        };
-        self.paddle_col = (self.paddle_col + a).saturating_sub(1).min(COLS - 1);
+        self.paddle_col = move_paddle(self.paddle_col, action, COLS - 1);
         // Stepping on after the end keeps the ball in the bottom row.
         self.ball_row = (self.ball_row + 1).min(ROWS - 1);
         self.write_obs(obs);

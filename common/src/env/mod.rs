@@ -18,6 +18,7 @@ mod frame_stack;
 pub mod gridworld;
 pub mod min_breakout;
 mod mountain_car;
+mod paddle;
 mod pendulum;
 mod vec_env;
 

@@ -235,14 +235,21 @@ impl ModelSpec {
             .image
             .filter(|_| self.encoder.features().is_some())
             .map(|image| {
-                let mut in_channels = image[0];
+                // Weight and bias shapes in layout order: a pair per convolution, then the
+                // dense layer's pair.
+                let shapes = self.encoder_shapes();
+                let (conv_shapes, fc_shapes) = shapes.split_at(shapes.len() - 2);
                 let convs = self
                     .encoder
                     .conv_layers()
                     .iter()
-                    .map(|&l| {
-                        let shape = [l.filters, in_channels, l.kernel, l.kernel];
-                        in_channels = l.filters;
+                    .zip(conv_shapes.chunks(2))
+                    .map(|(&l, pair)| {
+                        let shape: [usize; 4] = pair[0]
+                            .1
+                            .clone()
+                            .try_into()
+                            .expect("4-D convolution weight");
                         let (w, w_id) = take(shape.iter().product());
                         let (b, b_id) = take(l.filters);
                         conv2d(
@@ -252,13 +259,9 @@ impl ModelSpec {
                         )
                     })
                     .collect();
-                let features = self.head_input();
-                let flat = self
-                    .encoder
-                    .conv_shapes(image)
-                    .expect("validated model spec")
-                    .last()
-                    .map_or(0, |s| s.iter().product());
+                let &[flat, features] = &fc_shapes[0].1[..] else {
+                    panic!("2-D dense weight")
+                };
                 let (w, w_id) = take(flat * features);
                 let (b, b_id) = take(features);
                 Encoder::Conv(ConvEncoder {
@@ -389,6 +392,20 @@ mod tests {
         assert!(model.log_std().is_none());
     }
 
+    /// The `n` consecutive vectors `w` holds are orthogonal, each of squared norm `norm2`.
+    fn assert_gram(w: &[f32], n: usize, norm2: f64) {
+        let len = w.len() / n;
+        for a in 0..n {
+            for b in 0..n {
+                let dot: f64 = (0..len)
+                    .map(|i| w[a * len + i] as f64 * w[b * len + i] as f64)
+                    .sum();
+                let want = if a == b { norm2 } else { 0.0 };
+                assert!((dot - want).abs() < 1e-4, "({a},{b}) {dot}");
+            }
+        }
+    }
+
     fn nature(actions: usize) -> ModelSpec {
         ModelSpec {
             obs_dim: 4 * 84 * 84,
@@ -463,16 +480,7 @@ mod tests {
         };
         let flat = spec.init_params(9);
         // The first convolution: 16 filters of 4·3·3 = 36 values, orthonormal rows × √2.
-        let w = &flat[..16 * 36];
-        for a in 0..16 {
-            for b in 0..16 {
-                let dot: f64 = (0..36)
-                    .map(|i| w[a * 36 + i] as f64 * w[b * 36 + i] as f64)
-                    .sum();
-                let want = if a == b { 2.0 } else { 0.0 };
-                assert!((dot - want).abs() < 1e-4, "({a},{b}) {dot}");
-            }
-        }
+        assert_gram(&flat[..16 * 36], 16, 2.0);
         assert_eq!(
             spec.layout().num_floats(),
             16 * 36 + 16 + 1024 * 128 + 128 + 128 * 3 + 3 + 129
@@ -528,16 +536,7 @@ mod tests {
     fn orthogonal_init_is_orthogonal_with_gain() {
         let mut rng = Rng::new(0);
         // d_in=4, d_out=64: torch weight [64, 4] has orthonormal columns, so W^T W = g^2 I.
-        let w = orthogonal(4, 64, 2.0, &mut rng);
-        for a in 0..4 {
-            for b in 0..4 {
-                let dot: f64 = (0..64)
-                    .map(|o| w[a * 64 + o] as f64 * w[b * 64 + o] as f64)
-                    .sum();
-                let want = if a == b { 4.0 } else { 0.0 };
-                assert!((dot - want).abs() < 1e-4, "({a},{b}) {dot}");
-            }
-        }
+        assert_gram(&orthogonal(4, 64, 2.0, &mut rng), 4, 4.0);
         // d_in=64, d_out=2: torch weight [2, 64] has orthonormal rows.
         let w = orthogonal(64, 2, 1.0, &mut rng);
         let dot: f64 = (0..64).map(|i| w[i * 2] as f64 * w[i * 2 + 1] as f64).sum();

@@ -169,8 +169,8 @@ impl DqnTrainer {
         let t1 = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [b]), d);
         let actions: Vec<f32> = s.actions.iter().map(|&x| x as f32).collect();
         let one_hot = t2(action_rows(self.spec.action, &actions), a);
-        let obs = s.obs.tensor(b, d);
-        let next = s.next_obs.tensor(b, d);
+        let obs = s.obs.into_tensor(b, d);
+        let next = s.next_obs.into_tensor(b, d);
         let online = self.online.take().expect("online network present");
         let before = (online.clone(), self.optimizer.clone());
         let q: Tensor<1> = (online.logits(obs) * one_hot).sum_dim(1).squeeze_dim(1);

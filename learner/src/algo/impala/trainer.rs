@@ -193,10 +193,11 @@ impl ImpalaTrainer {
                     Tensor::<1>::from_data(TensorData::new(v, [n]), d)
                 };
                 let model = self.model.take().expect("model present");
-                let obs = mb.obs.tensor(rows, d);
+                let obs = mb.obs.into_tensor(rows, d);
                 let (policy, values) =
                     model.evaluate_with_values(obs, t2(action_rows(head, &mb.actions), outputs));
-                let final_values = model.values(mb.final_obs.tensor(mb.final_obs.len() / o, d));
+                let final_rows = mb.final_obs.len() / o;
+                let final_values = model.values(mb.final_obs.into_tensor(final_rows, d));
                 // The current network's view of the minibatch, read back once for V-trace.
                 let read = Transaction::default()
                     .register(policy.log_probs.clone().inner())

@@ -220,7 +220,7 @@ impl PpoTrainer {
                     Tensor::<2>::from_data(TensorData::new(v, [m, cols]), d)
                 };
                 let t1 = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [m]), d);
-                let obs = obs.tensor(m, d);
+                let obs = obs.into_tensor(m, d);
                 let model = self.model.take().expect("model present");
                 let (policy, values) =
                     model.evaluate_with_values(obs, t2(action_rows(head, &actions), outputs));
