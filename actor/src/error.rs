@@ -21,7 +21,8 @@ pub enum ActorError {
     /// The learner's settings cannot be used (e.g. a model fingerprint mismatch).
     #[error(transparent)]
     Settings(#[from] SettingsError),
-    /// The learner's environment is unknown to this build.
+    /// The learner's environment cannot be built as specified, or not for the learner's
+    /// network (an unknown id, an observation shape the network does not read).
     #[error(transparent)]
     Env(#[from] EnvError),
     /// Parameters from the learner do not fit the model.

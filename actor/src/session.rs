@@ -153,7 +153,8 @@ pub async fn run(
         info!(
             learner = options.learner,
             actor_id = settings.actor_id,
-            env_id = settings.env_id,
+            env_id = settings.env.id,
+            frame_stack = settings.env.frame_stack,
             num_envs = settings.num_envs,
             n_steps = settings.n_steps,
             reconnect,

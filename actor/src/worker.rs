@@ -35,7 +35,7 @@ pub struct Worker {
 impl Worker {
     /// Environments and sampler for `settings` (seeded from the actor's seed).
     pub fn new(settings: &ActorSettings) -> Result<Self, EnvError> {
-        let venv = VecEnv::new(&settings.env_id, settings.num_envs, settings.seed)?;
+        let venv = settings.open_envs()?;
         Ok(Self {
             shape: RolloutShape::of(&settings.model, settings.n_steps, settings.num_envs),
             rng: Rng::new(derive_seed(settings.seed, u64::MAX)),
@@ -161,7 +161,7 @@ mod tests {
         let model = ModelSpec::mlp(4, ActionHead::Categorical(2), vec![8], Activation::Tanh);
         ActorSettings {
             actor_id: 2,
-            env_id: "CartPole-v1".into(),
+            env: shoal_common::env::EnvSpec::new("CartPole-v1"),
             num_envs: 3,
             n_steps: 40,
             seed: 5,
@@ -197,7 +197,7 @@ mod tests {
     #[test]
     fn pendulum_rollouts_use_the_version_statistics_and_report_raw_moments() {
         let mut s = settings();
-        s.env_id = "Pendulum-v1".into();
+        s.env = shoal_common::env::EnvSpec::new("Pendulum-v1");
         s.num_envs = 2;
         s.n_steps = 200;
         s.model = ModelSpec::mlp(3, ActionHead::Gaussian(1), vec![8], Activation::Tanh);

@@ -14,9 +14,12 @@
 //! | `obs_normalization.mean`, `obs_normalization.var` (runs that normalise observations) | `[O]` | F64 |
 //!
 //! The metadata says how to use them: `env_id`, `action_distribution` (`categorical`: softmax
-//! of the actor's outputs; `gaussian`: the actor's output is the mean), `activation`, `hidden`,
+//! of the actor's outputs; `gaussian`: the actor's output is the mean), `activation`,
 //! `encoder` and `image_shape` (`[C, H, W]` for image observations, which the network divides
-//! by 255 first),
+//! by 255 first; with `frame_stack` k > 1 the channels are the last k frames, oldest first),
+//! `conv_strides` (a CNN encoder's convolutions: no padding, ReLU after each, then its dense
+//! layer `encoder.Conv.fc` with ReLU; the heads read its output), `hidden` (the heads' hidden
+//! widths: none on a CNN's features),
 //! `obs_normalization` (`clip((obs − mean)/sqrt(var + epsilon), ±clip)` with the given
 //! `obs_clip` and `obs_epsilon`, or `off`), and the checkpoint's `version` and `env_steps`.
 
@@ -38,7 +41,7 @@ pub enum PolicyError {
     /// The checkpoint or its run is unusable.
     #[error(transparent)]
     Learner(#[from] LearnerError),
-    /// The run's environment is unknown to this build.
+    /// The run's environment cannot be built as specified.
     #[error(transparent)]
     Env(#[from] shoal_common::env::EnvError),
     /// Writing a file failed.
@@ -93,7 +96,7 @@ impl LoadedPolicy {
             &self.spec,
             &self.checkpoint.params,
             &self.normalizer(),
-            &self.config.env_id,
+            &self.config.env(),
             episodes,
             seed,
         )?)
@@ -146,6 +149,7 @@ impl LoadedPolicy {
         let metadata: HashMap<String, String> = [
             ("format", "shoal-policy-v1".to_string()),
             ("env_id", self.config.env_id.clone()),
+            ("frame_stack", self.config.frame_stack.to_string()),
             ("algorithm", self.config.algorithm.name().to_string()),
             ("action_distribution", distribution.to_string()),
             ("num_actions", actions.to_string()),
@@ -159,7 +163,20 @@ impl LoadedPolicy {
             ),
             (
                 "hidden",
-                serde_json::to_string(&self.spec.hidden).expect("json"),
+                serde_json::to_string(self.spec.head_hidden()).expect("json"),
+            ),
+            (
+                "conv_strides",
+                serde_json::to_string(
+                    &self
+                        .spec
+                        .encoder
+                        .conv_layers()
+                        .iter()
+                        .map(|l| l.stride)
+                        .collect::<Vec<_>>(),
+                )
+                .expect("json"),
             ),
             (
                 "activation",

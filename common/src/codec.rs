@@ -86,6 +86,11 @@ impl ParamLayout {
         self
     }
 
+    /// What the network reads beyond its first layer's width (empty for vectors).
+    pub fn input(&self) -> &str {
+        &self.input
+    }
+
     /// The entries in transfer order.
     pub fn entries(&self) -> &[ParamEntry] {
         &self.entries

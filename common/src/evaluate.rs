@@ -5,7 +5,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::env::{EnvError, VecEnv, VecStep};
+use crate::env::{EnvError, EnvSpec, VecEnv, VecStep};
 use crate::model::{ActionHead, ModelSpec, argmax};
 use crate::normalize::Normalizer;
 
@@ -18,20 +18,20 @@ pub struct Episode {
     pub length: u32,
 }
 
-/// Runs `episodes` deterministic episodes of `env_id` (copy `i` seeded from `seed` and `i`)
+/// Runs `episodes` deterministic episodes of `env` (copy `i` seeded from `seed` and `i`)
 /// with the network `spec` built from `params`, observations normalised by `normalizer` as in
 /// training. Returns them in copy order.
 pub fn evaluate_deterministic(
     spec: &ModelSpec,
     params: &[f32],
     normalizer: &Normalizer,
-    env_id: &str,
+    env: &EnvSpec,
     episodes: usize,
     seed: u64,
 ) -> Result<Vec<Episode>, EnvError> {
     let device = Device::flex();
     let model = spec.build(params, &device);
-    let mut venv = VecEnv::new(env_id, episodes, seed)?;
+    let mut venv = VecEnv::new(env, episodes, seed)?;
     let o = spec.obs_dim;
     let mut done: Vec<Option<Episode>> = vec![None; episodes];
     let mut step = VecStep::default();
@@ -90,7 +90,7 @@ mod tests {
             &spec,
             &spec.init_params(3),
             &Normalizer::off(4),
-            "CartPole-v1",
+            &EnvSpec::new("CartPole-v1"),
             5,
             11,
         )
@@ -106,7 +106,7 @@ mod tests {
             &spec,
             &spec.init_params(3),
             &Normalizer::off(4),
-            "CartPole-v1",
+            &EnvSpec::new("CartPole-v1"),
             5,
             11,
         )

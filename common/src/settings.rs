@@ -4,6 +4,7 @@ use thiserror::Error;
 
 use crate::codec::{ParamEntry, ParamLayout};
 use crate::config::{self, AlgorithmKind, Range};
+use crate::env::{EnvError, EnvSpec, VecEnv};
 use crate::model::{ActionHead, Activation, EncoderKind, ModelSpec};
 use crate::normalize::NormalizeSettings;
 use crate::proto;
@@ -153,8 +154,8 @@ impl PartialEq<AlgorithmKind> for AlgorithmSettings {
 pub struct ActorSettings {
     /// The id the learner gave this actor.
     pub actor_id: u32,
-    /// Gymnasium id.
-    pub env_id: String,
+    /// The environment, with its frame stacking.
+    pub env: EnvSpec,
     /// Environments per actor.
     pub num_envs: usize,
     /// Steps per rollout.
@@ -254,6 +255,25 @@ pub fn model_spec_to_proto(spec: &ModelSpec) -> proto::ModelSpec {
 }
 
 impl ActorSettings {
+    /// This actor's `num_envs` copies of the run's environment, seeded from its seed, checked
+    /// against the network the learner sent: an environment the network cannot read stops the
+    /// actor here, with both shapes named, instead of every push failing the learner's check.
+    pub fn open_envs(&self) -> Result<VecEnv, EnvError> {
+        let venv = VecEnv::new(&self.env, self.num_envs, self.seed)?;
+        let space = venv.observation_space();
+        if space.flat_dim() != self.model.obs_dim || space.image_shape() != self.model.image {
+            return Err(EnvError::ModelMismatch {
+                env: self.env.to_string(),
+                space: space.to_string(),
+                model: match self.model.image {
+                    Some([c, h, w]) => format!("u8 images [{c}, {h}, {w}]"),
+                    None => format!("{} f32 values", self.model.obs_dim),
+                },
+            });
+        }
+        Ok(venv)
+    }
+
     /// Reads a registration response and checks that the model this build makes from the spec
     /// has the learner's layout, both entry by entry and by fingerprint.
     pub fn from_proto(msg: &proto::RegisterResponse) -> Result<Self, SettingsError> {
@@ -301,6 +321,10 @@ impl ActorSettings {
             activation,
         };
         model.validate().map_err(|m| invalid(&m))?;
+        let ours = model.layout();
+        ours.check_fingerprint(&msg.model_fingerprint)?;
+        // The learner's parameter list, entry by entry, read for the input ours reads (both
+        // come from the same spec's image shape).
         let theirs = ParamLayout::new(
             m.params
                 .iter()
@@ -311,13 +335,12 @@ impl ActorSettings {
                     )
                 })
                 .collect(),
-        );
-        let ours = model.layout();
-        ours.check_fingerprint(&msg.model_fingerprint)?;
+        )
+        .with_input(ours.input().to_string());
         ours.check_fingerprint(&theirs.fingerprint())?;
         Ok(Self {
             actor_id: msg.actor_id,
-            env_id: s.env_id.clone(),
+            env: EnvSpec::stacked(s.env_id.clone(), s.frame_stack as usize),
             num_envs: s.num_envs as usize,
             n_steps: s.n_steps as usize,
             seed: s.seed,
@@ -351,6 +374,7 @@ mod tests {
                 a3c: None,
                 dqn: None,
                 deterministic: false,
+                frame_stack: 0,
             }),
             model_fingerprint: spec.layout().fingerprint(),
             model: Some(model_spec_to_proto(&spec)),
@@ -384,6 +408,60 @@ mod tests {
             ActorSettings::from_proto(&msg),
             Err(SettingsError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn an_image_model_on_stacked_frames_is_accepted_as_the_learner_sent_it() {
+        let spec = ModelSpec {
+            obs_dim: 100,
+            image: Some([2, 10, 5]),
+            encoder: EncoderKind::SmallCnn,
+            ..ModelSpec::mlp(
+                100,
+                ActionHead::Categorical(3),
+                vec![64, 64],
+                Activation::Relu,
+            )
+        };
+        let mut msg = response();
+        let settings = msg.settings.as_mut().unwrap();
+        settings.env_id = "Catch-v0".into();
+        settings.frame_stack = 2;
+        msg.model = Some(model_spec_to_proto(&spec));
+        msg.model_fingerprint = spec.layout().fingerprint();
+        let s = ActorSettings::from_proto(&msg).unwrap();
+        assert_eq!(s.model, spec);
+        assert_eq!(s.env, EnvSpec::stacked("Catch-v0", 2));
+        assert_eq!(s.open_envs().unwrap().obs_dim(), 100);
+        // The learner's fingerprint is of the image model: the same parameter list read from
+        // another image shape is another model.
+        msg.model.as_mut().unwrap().image_shape = vec![2, 5, 10];
+        assert!(matches!(
+            ActorSettings::from_proto(&msg),
+            Err(SettingsError::Fingerprint(_))
+        ));
+    }
+
+    #[test]
+    fn envs_open_only_for_the_network_that_reads_them() {
+        let mut s = ActorSettings::from_proto(&response()).unwrap();
+        assert_eq!(s.env, EnvSpec::new("CartPole-v1"));
+        assert_eq!(s.open_envs().unwrap().num_envs(), 2);
+        s.model = ModelSpec::mlp(3, ActionHead::Categorical(2), vec![8], Activation::Relu);
+        let err = s.open_envs().err().unwrap().to_string();
+        assert!(
+            err.contains("CartPole-v1 observes Box") && err.contains("3 f32 values"),
+            "{err}"
+        );
+        // A stack the learner's image model does not count is refused too.
+        s.env = EnvSpec::stacked("Catch-v0", 2);
+        s.model.obs_dim = 50;
+        s.model.image = Some([1, 10, 5]);
+        let err = s.open_envs().err().unwrap().to_string();
+        assert!(err.contains("(2 frames stacked) observes Image"), "{err}");
+        s.model.obs_dim = 100;
+        s.model.image = Some([2, 10, 5]);
+        assert!(s.open_envs().is_ok());
     }
 
     #[test]

@@ -40,7 +40,7 @@ use crate::trainer::TrainerEnv;
 
 /// The model spec a config's environment needs.
 pub fn model_spec(config: &RunConfig) -> Result<ModelSpec, LearnerError> {
-    let env = env::make(&config.env_id).map_err(ConfigError::from)?;
+    let env = config.env().make().map_err(ConfigError::from)?;
     let action = match env.action_space() {
         Space::Discrete(n) => ActionHead::Categorical(n),
         // Sampled actions are clipped to the bounds before they reach the environment.
@@ -267,6 +267,7 @@ pub async fn start(
             .unwrap_or_default(),
         run_dir = %dir.path().display(),
         env_id = config.env_id,
+        frame_stack = config.frame_stack,
         algorithm = config.algorithm.name(),
         params = layout.num_floats(),
         fingerprint = door.fingerprint,

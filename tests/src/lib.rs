@@ -308,6 +308,33 @@ pub fn venv_python() -> Option<PathBuf> {
     py.exists().then_some(py)
 }
 
+/// What `scripts/policy_from_safetensors.py` (numpy alone) computes from the exported policy
+/// file for the observations `rows`: action probabilities or means; `None` without the
+/// tests' venv.
+///
+/// # Panics
+/// When the script fails.
+pub fn numpy_policy(exported: &Path, rows: &[&[f32]]) -> Option<Vec<Vec<f64>>> {
+    let python = venv_python()?;
+    let mut child = std::process::Command::new(python)
+        .arg(repo_root().join("scripts/policy_from_safetensors.py"))
+        .arg(exported)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start python");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(serde_json::to_string(rows).expect("json").as_bytes())
+        .expect("write observations");
+    let out = child.wait_with_output().expect("python output");
+    assert!(out.status.success(), "policy_from_safetensors.py failed");
+    Some(serde_json::from_slice(&out.stdout).expect("JSON rows"))
+}
+
 /// Writes `config` as TOML into `dir` and returns the file's path.
 pub fn write_config(dir: &Path, config: &RunConfig) -> PathBuf {
     let path = dir.join("run.toml");
@@ -367,7 +394,7 @@ pub fn settings_for(
 ) -> ActorSettings {
     ActorSettings {
         actor_id: 1,
-        env_id: config.env_id.clone(),
+        env: config.env(),
         num_envs: config.num_envs,
         n_steps: config.n_steps,
         seed,

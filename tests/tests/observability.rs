@@ -311,25 +311,9 @@ async fn a_cartpole_run_exports_metrics_plots_evaluates_and_exports_its_policy()
         from_checkpoint,
         "identical action probabilities"
     );
-    match shoal_tests::venv_python() {
-        Some(py) => {
-            let mut child = Command::new(py)
-                .arg(repo_root().join("scripts/policy_from_safetensors.py"))
-                .arg(&exported)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(serde_json::to_string(&observations).unwrap().as_bytes())
-                .unwrap();
-            let out = child.wait_with_output().unwrap();
-            assert!(out.status.success());
-            let numpy: Vec<Vec<f64>> = serde_json::from_slice(&out.stdout).unwrap();
+    let rows: Vec<&[f32]> = observations.iter().map(|o| &o[..]).collect();
+    match shoal_tests::numpy_policy(&exported, &rows) {
+        Some(numpy) => {
             let worst = numpy
                 .iter()
                 .flatten()

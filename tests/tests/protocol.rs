@@ -34,7 +34,7 @@ async fn registration_and_versioned_parameters() {
     let b = register_probe(&mut c).await;
     assert_ne!(a.actor_id, b.actor_id);
     assert_ne!(a.seed, b.seed, "each actor derives its own seed");
-    assert_eq!(a.env_id, "CartPole-v1");
+    assert_eq!(a.env, shoal_common::env::EnvSpec::new("CartPole-v1"));
     assert_eq!((a.num_envs, a.n_steps), (4, 32));
 
     let full = c

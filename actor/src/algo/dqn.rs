@@ -34,7 +34,7 @@ pub struct DqnWorker {
 impl DqnWorker {
     /// For `settings` (a DQN run).
     pub fn new(settings: &ActorSettings, dqn: DqnActor) -> Result<Self, EnvError> {
-        let venv = VecEnv::new(&settings.env_id, settings.num_envs, settings.seed)?;
+        let venv = settings.open_envs()?;
         Ok(Self {
             rng: Rng::new(derive_seed(settings.seed, u64::MAX)),
             settings: dqn,
@@ -262,7 +262,7 @@ mod tests {
         };
         let settings = ActorSettings {
             actor_id: 1,
-            env_id: "CartPole-v1".into(),
+            env: shoal_common::env::EnvSpec::new("CartPole-v1"),
             num_envs: 2,
             n_steps: 40,
             seed: 3,

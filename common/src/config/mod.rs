@@ -61,7 +61,8 @@ pub enum ConfigError {
     /// A value is out of range or inconsistent: names the field, its value and the rule.
     #[error("invalid config: {0}")]
     Invalid(Invalid),
-    /// The environment id is not registered.
+    /// The run's environment cannot be built as specified (an unknown id, frames stacked on an
+    /// environment without images).
     #[error(transparent)]
     Env(#[from] env::EnvError),
 }
@@ -125,6 +126,9 @@ pub struct RunConfig {
     pub seed: u64,
     /// Gymnasium id of the environment.
     pub env_id: String,
+    /// Image environments: the last `frame_stack` frames stacked on the channel axis form each
+    /// observation (1: the environment's own frame).
+    pub frame_stack: usize,
     /// Training algorithm.
     pub algorithm: AlgorithmKind,
     /// Environments stepped together in each actor.
@@ -162,6 +166,7 @@ impl Default for RunConfig {
         Self {
             seed: 1,
             env_id: "CartPole-v1".into(),
+            frame_stack: 1,
             algorithm: AlgorithmKind::Ppo,
             num_envs: 4,
             n_steps: 32,
@@ -180,6 +185,11 @@ impl Default for RunConfig {
 }
 
 impl RunConfig {
+    /// The environment the run trains on, with its frame stacking.
+    pub fn env(&self) -> env::EnvSpec {
+        env::EnvSpec::stacked(&self.env_id, self.frame_stack)
+    }
+
     /// The discount of the running return rewards are scaled by: the algorithm's γ for IMPALA,
     /// `ppo.gamma` otherwise (every run sends it to its actors).
     pub fn reward_gamma(&self) -> f64 {
@@ -233,8 +243,30 @@ impl RunConfig {
     /// which every run sends its actors), `[learner]` and the chosen algorithm's section
     /// (another algorithm's section is not read by the run).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        env::make(&self.env_id)?;
         let top = Section("");
+        top.count(
+            "frame_stack",
+            self.frame_stack as u64,
+            Range::new(
+                range::Bound::Closed(1.0),
+                range::Bound::Closed(env::MAX_FRAME_STACK as f64),
+            ),
+        )?;
+        let env = env::make(&self.env_id)?;
+        if self.frame_stack > 1 && env.observation_space().image_shape().is_none() {
+            return Err(top
+                .invalid(
+                    "frame_stack",
+                    self.frame_stack,
+                    format!(
+                        "only image environments stack frames; {} observes {} (set \
+                         frame_stack = 1)",
+                        self.env_id,
+                        env.observation_space()
+                    ),
+                )
+                .into());
+        }
         top.count("num_envs", self.num_envs as u64, Range::AT_LEAST_ONE)?;
         top.count("n_steps", self.n_steps as u64, Range::AT_LEAST_ONE)?;
         self.model.validate()?;
@@ -290,6 +322,27 @@ mod tests {
         config.validate().unwrap();
         let back = RunConfig::from_toml(&config.to_toml(), Path::new("x.toml")).unwrap();
         assert_eq!(back, config);
+    }
+
+    #[test]
+    fn frame_stacking_is_a_top_level_setting_for_image_environments() {
+        let c = RunConfig::from_toml(
+            "env_id = \"MinBreakout-v0\"\nframe_stack = 4\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(c.env(), env::EnvSpec::stacked("MinBreakout-v0", 4));
+        let err = RunConfig::from_toml("frame_stack = 4\n", Path::new("x")).unwrap_err();
+        assert!(
+            err.to_string().contains("frame_stack")
+                && err.to_string().contains("CartPole-v1 observes Box"),
+            "{err}"
+        );
+        for k in [0, env::MAX_FRAME_STACK + 1] {
+            let text = format!("env_id = \"Catch-v0\"\nframe_stack = {k}\n");
+            let err = RunConfig::from_toml(&text, Path::new("x")).unwrap_err();
+            assert!(err.to_string().contains("frame_stack"), "{err}");
+        }
     }
 
     #[test]

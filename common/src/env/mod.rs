@@ -7,7 +7,8 @@
 //!
 //! Two small image games of our own, [`Catch`] and [`MinBreakout`], have no Gymnasium
 //! counterpart; their rules are in their modules. [`FrameStack`] stacks an image environment's
-//! last frames ([`make_stacked`]).
+//! last frames ([`make_stacked`]); an [`EnvSpec`] names an environment with its wrappers, as
+//! a run config does.
 
 mod acrobot;
 #[cfg(test)]
@@ -20,6 +21,7 @@ pub mod min_breakout;
 mod mountain_car;
 mod paddle;
 mod pendulum;
+mod spec;
 mod vec_env;
 
 pub use acrobot::Acrobot;
@@ -29,6 +31,7 @@ pub use frame_stack::FrameStack;
 pub use min_breakout::MinBreakout;
 pub use mountain_car::{MountainCar, MountainCarContinuous};
 pub use pendulum::Pendulum;
+pub use spec::{EnvSpec, MAX_FRAME_STACK};
 pub use vec_env::{FinishedEpisode, VecEnv, VecStep};
 
 use thiserror::Error;
@@ -198,6 +201,19 @@ pub enum EnvError {
     /// [`FrameStack`] cannot wrap this environment.
     #[error("cannot stack frames: {0}")]
     FrameStack(String),
+    /// The environment's observations are not what the network reads.
+    #[error(
+        "{env} observes {space}, but the learner's network reads {model} (are the learner and \
+         actor the same shoal version?)"
+    )]
+    ModelMismatch {
+        /// The environment as specified.
+        env: String,
+        /// Its observation space.
+        space: String,
+        /// What the network reads.
+        model: String,
+    },
 }
 
 /// One registry entry.

@@ -1,7 +1,7 @@
 //! N copies of one environment stepped together, with struct-of-arrays `f32` buffers and
 //! auto-reset (the final observation of an ended episode is kept for bootstrapping).
 
-use super::{Action, Env, EnvError, Space, make};
+use super::{Action, Env, EnvError, EnvSpec, Space};
 use crate::rng::{Rng, derive_seed};
 
 /// An episode that ended during a [`VecEnv`] step.
@@ -45,11 +45,11 @@ pub struct VecEnv {
 }
 
 impl VecEnv {
-    /// `num_envs` copies of `env_id`; copy `i` draws its episodes from `derive_seed(seed, i)`.
+    /// `num_envs` copies of `env`; copy `i` draws its episodes from `derive_seed(seed, i)`.
     /// All copies are reset.
-    pub fn new(env_id: &str, num_envs: usize, seed: u64) -> Result<Self, EnvError> {
+    pub fn new(env: &EnvSpec, num_envs: usize, seed: u64) -> Result<Self, EnvError> {
         let envs = (0..num_envs)
-            .map(|_| make(env_id))
+            .map(|_| env.make())
             .collect::<Result<Vec<_>, _>>()?;
         let observation_space = envs[0].observation_space();
         let action_space = envs[0].action_space();
@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn auto_reset_keeps_the_final_observation_and_counts_episodes() {
-        let mut venv = VecEnv::new("CartPole-v1", 3, 42).unwrap();
+        let mut venv = VecEnv::new(&EnvSpec::new("CartPole-v1"), 3, 42).unwrap();
         let mut step = VecStep::default();
         let mut finished = 0;
         let mut steps = 0u32;
@@ -192,8 +192,8 @@ mod tests {
     fn continuous_actions_are_clipped_to_the_bounds() {
         // Pendulum's reward charges 0.001·u² for the torque actually applied: a torque of 50
         // clipped to 2 costs what 2 costs.
-        let mut a = VecEnv::new("Pendulum-v1", 1, 3).unwrap();
-        let mut b = VecEnv::new("Pendulum-v1", 1, 3).unwrap();
+        let mut a = VecEnv::new(&EnvSpec::new("Pendulum-v1"), 1, 3).unwrap();
+        let mut b = VecEnv::new(&EnvSpec::new("Pendulum-v1"), 1, 3).unwrap();
         let (mut sa, mut sb) = (VecStep::default(), VecStep::default());
         a.step_continuous(&[50.0], &mut sa);
         b.step_continuous(&[2.0], &mut sb);
@@ -203,8 +203,8 @@ mod tests {
 
     #[test]
     fn copies_are_seeded_differently_and_reproducibly() {
-        let a = VecEnv::new("CartPole-v1", 2, 1).unwrap();
-        let b = VecEnv::new("CartPole-v1", 2, 1).unwrap();
+        let a = VecEnv::new(&EnvSpec::new("CartPole-v1"), 2, 1).unwrap();
+        let b = VecEnv::new(&EnvSpec::new("CartPole-v1"), 2, 1).unwrap();
         assert_eq!(a.observations(), b.observations());
         assert_ne!(a.observations()[..4], a.observations()[4..]);
     }

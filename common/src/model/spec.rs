@@ -104,11 +104,18 @@ impl ModelSpec {
         self.encoder.features().unwrap_or(self.obs_dim)
     }
 
+    /// The hidden widths of each head: `hidden` for an MLP, none on a CNN's features (the heads
+    /// are single dense layers there).
+    pub fn head_hidden(&self) -> &[usize] {
+        match self.encoder {
+            EncoderKind::Mlp => &self.hidden,
+            _ => &[],
+        }
+    }
+
     fn stack(&self, out: usize) -> Vec<(usize, usize)> {
         let mut dims = vec![self.head_input()];
-        if self.encoder == EncoderKind::Mlp {
-            dims.extend(&self.hidden);
-        }
+        dims.extend(self.head_hidden());
         dims.push(out);
         dims.windows(2).map(|w| (w[0], w[1])).collect()
     }

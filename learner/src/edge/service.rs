@@ -60,6 +60,7 @@ impl ParameterService {
         let c = &door.config;
         let mut settings = proto::RunSettings {
             env_id: c.env_id.clone(),
+            frame_stack: c.frame_stack as u32,
             num_envs: c.num_envs as u32,
             n_steps: c.n_steps as u32,
             seed: derive_seed(c.seed, streams::ACTOR_BASE + actor_id as u64),

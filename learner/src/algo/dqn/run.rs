@@ -108,15 +108,19 @@ impl DqnRun {
     /// spent.
     fn stop(&self, cx: &Cx) -> Option<Stop> {
         let counters = &cx.progress.counters;
-        if let (Some(target), Some(eval)) = (self.config.target_return, counters.eval_return_mean)
-            && eval >= target
-        {
+        if let Some((target, eval)) = self.target_reached(counters) {
             return Some(Stop::new(
                 format!("target_return {target} reached: greedy evaluation mean return {eval:.1}"),
                 true,
             ));
         }
         Stop::on_budget(&self.config, counters)
+    }
+
+    /// The target and the last greedy evaluation's mean return, when that reached it.
+    fn target_reached(&self, counters: &RunCounters) -> Option<(f64, f64)> {
+        let (target, eval) = (self.config.target_return?, counters.eval_return_mean?);
+        (eval >= target).then_some((target, eval))
     }
 
     /// A deterministic run: keeps `batch` for the round; once every actor's is in, takes them
@@ -159,7 +163,7 @@ impl DqnRun {
             &self.spec,
             &self.trainer.params(),
             &Normalizer::off(self.spec.obs_dim),
-            &self.config.env_id,
+            &self.config.env(),
             self.config.dqn.eval_episodes,
             derive_seed(
                 derive_seed(self.config.seed, streams::LEARNER),
@@ -179,7 +183,10 @@ impl DqnRun {
         let counters = &mut cx.progress.counters;
         let frac = (counters.env_steps as f64 / self.config.total_steps.max(1) as f64).min(1.0);
         let beta = d.priority_beta + (1.0 - d.priority_beta) * frac;
-        while self.owed >= 1.0 {
+        // Once an evaluation reached the target, no update follows (not even those owed for the
+        // rest of a deterministic round): the run ends with the parameters that were evaluated,
+        // so the final checkpoint is the policy that reached the target.
+        while self.owed >= 1.0 && self.target_reached(counters).is_none() {
             self.owed -= 1.0;
             let Some(stats) = self.trainer.update(beta) else {
                 counters.nonfinite_updates += 1;
