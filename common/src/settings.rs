@@ -265,10 +265,7 @@ impl ActorSettings {
             return Err(EnvError::ModelMismatch {
                 env: self.env.to_string(),
                 space: space.to_string(),
-                model: match self.model.image {
-                    Some([c, h, w]) => format!("u8 images [{c}, {h}, {w}]"),
-                    None => format!("{} f32 values", self.model.obs_dim),
-                },
+                model: self.model.input(),
             });
         }
         Ok(venv)

@@ -4,6 +4,8 @@
 //! channels that are 255 in that cell (`.` is always "none"). Comparing the rendering of an
 //! observation with the rendering of the expected board makes a failing test print two boards.
 
+use super::{Action, Env};
+
 /// A legend: a character and the channels it sets. Rendering picks the first character whose
 /// channel set matches a cell exactly.
 pub(crate) type Legend<'a> = &'a [(char, &'a [usize])];
@@ -80,4 +82,31 @@ pub(crate) fn assert_board(
         got.join("\n  "),
         want.join("\n  ")
     );
+}
+
+/// Puts `env` in `state` ([`Env::reset_to`]) and checks its frame against `first`; then, per
+/// step `(action, board, reward, terminated)`, plays the action and checks the frame, the
+/// reward and the end flags (never truncated).
+#[track_caller]
+pub(crate) fn play<const H: usize>(
+    env: &mut dyn Env,
+    state: &[f64],
+    first: [&str; H],
+    steps: &[(usize, [&str; H], f64, bool)],
+    shape: [usize; 3],
+    legend: Legend<'_>,
+) {
+    let mut obs = vec![0f32; shape.iter().product()];
+    env.reset_to(state, &mut obs).unwrap();
+    assert_board(&obs, &first, shape, legend, "after reset_to");
+    for (t, (action, board, reward, terminated)) in steps.iter().enumerate() {
+        let step = env.step(Action::Discrete(*action), &mut obs);
+        assert_board(&obs, board, shape, legend, &format!("after step {}", t + 1));
+        assert_eq!(
+            (step.reward, step.terminated, step.truncated),
+            (*reward, *terminated, false),
+            "step {}",
+            t + 1
+        );
+    }
 }

@@ -106,7 +106,7 @@ impl Env for Catch {
 
 #[cfg(test)]
 mod tests {
-    use super::super::board_art::{Legend, assert_board};
+    use super::super::board_art::{self, Legend};
     use super::*;
 
     const SHAPE: [usize; 3] = [1, ROWS, COLS];
@@ -115,20 +115,7 @@ mod tests {
 
     /// Plays `actions` from `state` and checks every frame, reward and end flag.
     fn play(state: [f64; 3], first: [&str; ROWS], steps: &[(usize, [&str; ROWS], f64, bool)]) {
-        let mut env = Catch::default();
-        let mut obs = [0f32; ROWS * COLS];
-        env.reset_to(&state, &mut obs).unwrap();
-        assert_board(&obs, &first, SHAPE, LEGEND, "after reset_to");
-        for (t, (action, board, reward, terminated)) in steps.iter().enumerate() {
-            let step = env.step(Action::Discrete(*action), &mut obs);
-            assert_board(&obs, board, SHAPE, LEGEND, &format!("after step {}", t + 1));
-            assert_eq!(
-                (step.reward, step.terminated, step.truncated),
-                (*reward, *terminated, false),
-                "step {}",
-                t + 1
-            );
-        }
+        board_art::play(&mut Catch::default(), &state, first, steps, SHAPE, LEGEND);
     }
 
     #[test]

@@ -170,8 +170,17 @@ impl ModelSpec {
         }
         let layout = ParamLayout::new(entries);
         match self.image {
-            Some([c, h, w]) => layout.with_input(format!("u8 image [{c}, {h}, {w}]")),
+            Some(_) => layout.with_input(self.input()),
             None => layout,
+        }
+    }
+
+    /// What the network reads: `u8 image [C, H, W]` or `O f32 values` (an image model's is part
+    /// of its fingerprint).
+    pub fn input(&self) -> String {
+        match self.image {
+            Some([c, h, w]) => format!("u8 image [{c}, {h}, {w}]"),
+            None => format!("{} f32 values", self.obs_dim),
         }
     }
 

@@ -1,6 +1,6 @@
 //! MinBreakout's dynamics against hand-worked boards, its seeding and its random baseline.
 
-use super::super::board_art::{Legend, assert_board};
+use super::super::board_art::{self, Legend};
 use super::*;
 
 const SHAPE: [usize; 3] = [CHANNELS, SIZE, SIZE];
@@ -23,19 +23,7 @@ type Board = [&'static str; SIZE];
 /// and termination.
 fn play(state: &[f64], first: Board, steps: &[(usize, Board, f64, bool)]) -> MinBreakout {
     let mut env = MinBreakout::default();
-    let mut obs = [0f32; CHANNELS * PLANE];
-    env.reset_to(state, &mut obs).unwrap();
-    assert_board(&obs, &first, SHAPE, LEGEND, "after reset_to");
-    for (t, (action, board, reward, terminated)) in steps.iter().enumerate() {
-        let step = env.step(Action::Discrete(*action), &mut obs);
-        assert_board(&obs, board, SHAPE, LEGEND, &format!("after step {}", t + 1));
-        assert_eq!(
-            (step.reward, step.terminated, step.truncated),
-            (*reward, *terminated, false),
-            "step {}",
-            t + 1
-        );
-    }
+    board_art::play(&mut env, state, first, steps, SHAPE, LEGEND);
     env
 }
 
