@@ -57,7 +57,10 @@ impl Worker {
 
     /// Runs `n_steps` steps in every copy with `policy`, normalising what the learner trains on
     /// with the policy version's statistics and measuring the raw data for the next ones.
-    pub fn collect(&mut self, policy: &Policy) -> Rollout {
+    ///
+    /// # Errors
+    /// A served environment failed (nothing of this rollout may be pushed).
+    pub fn collect(&mut self, policy: &Policy) -> Result<Rollout, EnvError> {
         let RolloutShape {
             n_steps: t_len,
             num_envs: n,
@@ -102,9 +105,11 @@ impl Worker {
                 ActionHead::Categorical(_) => {
                     self.indices.clear();
                     self.indices.extend(act.actions.iter().map(|&a| a as usize));
-                    self.venv.step_discrete(&self.indices, &mut self.step);
+                    self.venv.step_discrete(&self.indices, &mut self.step)?;
                 }
-                ActionHead::Gaussian(_) => self.venv.step_continuous(&act.actions, &mut self.step),
+                ActionHead::Gaussian(_) => {
+                    self.venv.step_continuous(&act.actions, &mut self.step)?
+                }
             }
             r.actions.extend(&act.actions);
             r.log_probs.extend(&act.log_probs);
@@ -146,7 +151,7 @@ impl Worker {
             bootstrap: Observations::from_f32(obs_format, &self.obs),
             truncation: truncation_obs,
         });
-        r
+        Ok(r)
     }
 }
 
@@ -181,8 +186,8 @@ mod tests {
         let policy = Policy::new(&s.model, &s.model.init_params(1), 7, off);
         let mut a = Worker::new(&s).unwrap();
         let mut b = Worker::new(&s).unwrap();
-        let ra = a.collect(&policy);
-        assert_eq!(ra, b.collect(&policy));
+        let ra = a.collect(&policy).unwrap();
+        assert_eq!(ra, b.collect(&policy).unwrap());
         assert_eq!(ra.version, 7);
         assert_eq!(ra.obs.len(), 40 * 3 * 4);
         // A random policy ends CartPole episodes within 40 steps: episodes are reported, and
@@ -191,7 +196,7 @@ mod tests {
         // The wire check accepts what the worker makes.
         assert_eq!(R::from_proto(&ra.to_proto("x"), ra.shape).unwrap(), ra);
         // The next rollout continues the episodes (different data).
-        assert_ne!(a.collect(&policy).obs, ra.obs);
+        assert_ne!(a.collect(&policy).unwrap().obs, ra.obs);
     }
 
     #[test]
@@ -219,7 +224,7 @@ mod tests {
         let (mean, sd) = ([0.5f64, 0.5, 2.0], [0.5f64, 0.5, 2.0]);
         let norm = Normalizer::new(s.normalize, &stats);
         let policy = Policy::new(&s.model, &s.model.init_params(3), 1, norm);
-        let r = Worker::new(&s).unwrap().collect(&policy);
+        let r = Worker::new(&s).unwrap().collect(&policy).unwrap();
         assert_eq!(R::from_proto(&r.to_proto("x"), r.shape).unwrap(), r);
         // The observations sent are the raw ones normalised: undoing the normalisation gives
         // back data whose moments are those reported.

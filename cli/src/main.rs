@@ -111,6 +111,14 @@ enum Cmd {
     Actor(ActorArgs),
     /// List the registered environments and their spaces.
     Envs,
+    /// Serve the registered environments over dm_env_rpc v1, for any dm_env_rpc client (a
+    /// world's `CreateWorld` settings: `env` = an id from `shoal envs`, `seed`, `frame_stack`).
+    /// Prints the address it listens on as its first line.
+    EnvServer {
+        /// Where to listen (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:50052")]
+        listen: SocketAddr,
+    },
     /// Ask a learner whether it is serving (the standard gRPC health service); exit status 0
     /// when it is. For container health checks and probes.
     Health(HealthArgs),
@@ -286,6 +294,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Cmd::Actor(args) => {
                 shoal_actor::run(args.options()?, shutdown).await?;
+            }
+            Cmd::EnvServer { listen } => {
+                let (listener, bound) = shoal_common::remote::server::bind(listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                println!("dm_env_rpc environment server listening on {bound}");
+                std::io::Write::flush(&mut std::io::stdout())?;
+                shoal_common::remote::server::serve(listener, shutdown).await?;
             }
             Cmd::Health(args) => {
                 let ca = args

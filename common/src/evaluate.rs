@@ -5,7 +5,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::env::{EnvError, EnvSpec, VecEnv, VecStep};
+use crate::env::{EnvError, EnvSpec, VecStep};
 use crate::model::{ActionHead, ModelSpec, argmax};
 use crate::normalize::Normalizer;
 
@@ -31,7 +31,7 @@ pub fn evaluate_deterministic(
 ) -> Result<Vec<Episode>, EnvError> {
     let device = Device::flex();
     let model = spec.build(params, &device);
-    let mut venv = VecEnv::new(env, episodes, seed)?;
+    let mut venv = crate::sources::open(env, episodes, seed)?;
     let o = spec.obs_dim;
     let mut done: Vec<Option<Episode>> = vec![None; episodes];
     let mut step = VecStep::default();
@@ -52,10 +52,10 @@ pub fn evaluate_deterministic(
         match spec.action {
             ActionHead::Categorical(a) => {
                 let actions: Vec<usize> = out.chunks_exact(a).map(argmax).collect();
-                venv.step_discrete(&actions, &mut step);
+                venv.step_discrete(&actions, &mut step)?;
             }
             // The mean, which the environment wrapper clips to the bounds.
-            ActionHead::Gaussian(_) => venv.step_continuous(&out, &mut step),
+            ActionHead::Gaussian(_) => venv.step_continuous(&out, &mut step)?,
         }
         for ep in &step.finished {
             done[ep.env_index].get_or_insert(Episode {

@@ -2,10 +2,14 @@
 //! parameter codec, and the run configuration.
 //!
 //! # Layout
-//! - [`proto`]: code generated from `proto/shoal/v1/shoal.proto` (the documented contract). The
-//!   only place generated code lives; everything else converts to domain types at the boundary.
+//! - [`proto`]: code generated from `proto/shoal/v1/shoal.proto` (the documented contract), and
+//!   [`env_rpc_proto`] from `proto/dm_env_rpc/v1/dm_env_rpc.proto`. The only place generated code
+//!   lives; everything else converts to domain types at the boundary.
 //! - [`mod@env`]: the [`env::Env`] trait, the registry by Gymnasium id, CartPole and the other
 //!   environments (image games and frame stacking among them), [`env::VecEnv`].
+//! - [`remote`]: environments over dm_env_rpc v1: shoal's served (`shoal env-server`), and
+//!   served worlds as a run's environment copies.
+//! - [`sources`]: where a run's environment copies come from (the registry or a server).
 //! - [`obs`]: observations in host memory and on the wire (`f32` vectors, `u8` images).
 //! - [`model`]: the actor-critic network, its [`model::ModelSpec`], initialisation and action
 //!   distributions.
@@ -41,11 +45,13 @@ pub mod logging;
 pub mod model;
 pub mod normalize;
 pub mod obs;
+pub mod remote;
 pub mod returns;
 pub mod rng;
 pub mod rollout;
 pub mod security;
 pub mod settings;
+pub mod sources;
 pub mod stats;
 pub mod text;
 pub mod transition;
@@ -55,6 +61,29 @@ pub mod vtrace;
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 pub mod proto {
     tonic::include_proto!("shoal.v1");
+}
+
+/// Generated dm_env_rpc v1 types, client and server (`dm_env_rpc.v1`, with the
+/// `google.rpc.Status` its errors carry); [`remote`] converts them to shoal's types.
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod env_rpc_proto {
+    /// `dm_env_rpc`.
+    pub mod dm_env_rpc {
+        /// `dm_env_rpc.v1`.
+        pub mod v1 {
+            tonic::include_proto!("dm_env_rpc.v1");
+        }
+    }
+    /// `google.rpc`.
+    pub mod google {
+        /// `google.rpc`.
+        pub mod rpc {
+            tonic::include_proto!("google.rpc");
+        }
+    }
+    /// The compiled descriptor set of every `.proto` in the repository (`FileDescriptorSet`),
+    /// for tests that compare the definitions with other implementations'.
+    pub const DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
 }
 
 /// Largest gRPC message either side accepts or sends: 256 MiB, room for ~64M `f32` parameters

@@ -259,7 +259,7 @@ impl ActorSettings {
     /// against the network the learner sent: an environment the network cannot read stops the
     /// actor here, with both shapes named, instead of every push failing the learner's check.
     pub fn open_envs(&self) -> Result<VecEnv, EnvError> {
-        let venv = VecEnv::new(&self.env, self.num_envs, self.seed)?;
+        let venv = crate::sources::open(&self.env, self.num_envs, self.seed)?;
         let space = venv.observation_space();
         if space.flat_dim() != self.model.obs_dim || space.image_shape() != self.model.image {
             return Err(EnvError::ModelMismatch {

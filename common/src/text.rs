@@ -8,9 +8,14 @@ pub const MAX_CLIENT_TEXT: usize = 64;
 /// `text` with control characters escaped, cut to [`MAX_CLIENT_TEXT`] characters; a cut text
 /// ends with `…(N bytes)`, N the original length.
 pub fn bounded(text: &str) -> String {
+    bounded_to(text, MAX_CLIENT_TEXT)
+}
+
+/// [`bounded`] with another limit: for a peer's error messages, which are worth a sentence.
+pub fn bounded_to(text: &str, max_chars: usize) -> String {
     let mut out = String::new();
     for (n, c) in text.chars().enumerate() {
-        if n == MAX_CLIENT_TEXT {
+        if n == max_chars {
             out.push_str(&format!("…({} bytes)", text.len()));
             return out;
         }

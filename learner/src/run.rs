@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use shoal_common::codec::{ParamLayout, encode_f32};
 use shoal_common::config::{ConfigError, RunConfig};
-use shoal_common::env::{self, Space};
-use shoal_common::episodes::EpisodeBounds;
+use shoal_common::env::Space;
 use shoal_common::model::{ActionHead, ModelSpec};
 use shoal_common::normalize::NormStats;
 use shoal_common::rng::{derive_seed, streams};
+use shoal_common::sources::{self, EnvShape};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -38,10 +38,15 @@ use crate::summary::RunSummary;
 use crate::telemetry::{EdgeCounters, Progress, RunCounters, StatusBoard, prometheus};
 use crate::trainer::TrainerEnv;
 
-/// The model spec a config's environment needs.
+/// The model spec a config's environment needs (a served environment is asked for its specs).
 pub fn model_spec(config: &RunConfig) -> Result<ModelSpec, LearnerError> {
-    let env = config.env().make().map_err(ConfigError::from)?;
-    let action = match env.action_space() {
+    let shape = sources::shape(&config.env()).map_err(ConfigError::from)?;
+    model_spec_for(config, &shape)
+}
+
+/// The model spec for a config whose environment has `shape`.
+fn model_spec_for(config: &RunConfig, shape: &EnvShape) -> Result<ModelSpec, LearnerError> {
+    let action = match shape.action_space.clone() {
         Space::Discrete(n) => ActionHead::Categorical(n),
         // Sampled actions are clipped to the bounds before they reach the environment.
         Space::Box { low, high } if low.iter().chain(&high).all(|b| b.is_finite()) => {
@@ -54,7 +59,7 @@ pub fn model_spec(config: &RunConfig) -> Result<ModelSpec, LearnerError> {
             });
         }
     };
-    let observations = env.observation_space();
+    let observations = &shape.observation_space;
     let image = observations.image_shape();
     if image.is_some() && config.normalize.observations {
         return Err(LearnerError::Unsupported {
@@ -178,7 +183,8 @@ pub async fn start(
     } = options;
     config.validate()?;
     let config = Arc::new(config);
-    let spec = model_spec(&config)?;
+    let env_shape = sources::shape(&config.env()).map_err(ConfigError::from)?;
+    let spec = model_spec_for(&config, &env_shape)?;
     let layout = spec.layout();
     let selected = device::select(config.learner.device)?;
     info!(device = %selected.description, "training device chosen");
@@ -245,7 +251,7 @@ pub async fn start(
         counters: edge_counters.clone(),
         board: board.clone(),
         refusal_log: RefusalLog::default(),
-        episode_bounds: EpisodeBounds::of(env::info(&config.env_id).map_err(ConfigError::from)?),
+        episode_bounds: env_shape.bounds,
         shutdown: shutdown.clone(),
     });
     let metrics_server = metrics_listener.map(|listener| {

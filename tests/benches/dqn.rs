@@ -40,7 +40,9 @@ fn real_batch(config: &RunConfig, seed: u64) -> shoal_common::transition::Transi
         1,
         Normalizer::off(spec.obs_dim),
     );
-    dqn_worker_for(&config, &spec, seed).collect(&policy)
+    dqn_worker_for(&config, &spec, seed)
+        .collect(&policy)
+        .unwrap()
 }
 
 fn updates_per_second(batch_size: usize, prioritized: bool) -> f64 {

@@ -68,7 +68,7 @@ fn main() {
     });
     let mut worker = shoal_tests::worker_for(&config, &spec, 5);
     let rollout = per_iter(50, || {
-        let _ = worker.collect(&policy);
+        worker.collect(&policy).unwrap();
     });
     let steps = (config.ppo.update_epochs * config.ppo.num_minibatches) as f64;
     println!(

@@ -32,7 +32,7 @@ fn pushed_gradient_applied_by_the_learner_equals_burn_in_process() {
     let spec = shoal_learner::model_spec(&config).unwrap();
     let params = spec.init_params(3);
     let policy = Policy::new(&spec, &params, 1, Normalizer::off(spec.obs_dim));
-    let rollout = worker_for(&config, &spec, 8).collect(&policy);
+    let rollout = worker_for(&config, &spec, 8).collect(&policy).unwrap();
     let loss = A3cLoss::from_config(&config.a3c);
 
     // The actor's side, through the wire form.

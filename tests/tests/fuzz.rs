@@ -198,6 +198,7 @@ async fn fuzz(file: &str, rounds: usize) -> Tally {
     let rollout = {
         let mut r = worker_for(&config, &spec, 5)
             .collect(&policy)
+            .unwrap()
             .to_proto(&probe.fingerprint);
         r.actor_id = probe.actor_id;
         r
@@ -207,6 +208,7 @@ async fn fuzz(file: &str, rounds: usize) -> Tally {
         c.dqn.epsilon = 1.0;
         let mut t = dqn_worker_for(&c, &spec, 6)
             .collect(&policy)
+            .unwrap()
             .to_proto(&probe.fingerprint);
         t.actor_id = probe.actor_id;
         t

@@ -49,7 +49,7 @@ fn numpy_reproduces_the_export(config: &RunConfig, run_dir: &std::path::Path) {
     let mut frames: Vec<f32> = venv.observations().to_vec();
     let mut step = Default::default();
     let actions: Vec<usize> = (0..8).map(|i| i % 3).collect();
-    venv.step_discrete(&actions, &mut step);
+    venv.step_discrete(&actions, &mut step).unwrap();
     frames.extend_from_slice(venv.observations());
     let spec = shoal_learner::model_spec(config).unwrap();
     let params = spec

@@ -215,7 +215,7 @@ async fn statistics_from_two_actors_are_merged_into_the_next_version() {
             p.version,
             Normalizer::new(s.normalize, &stats),
         );
-        let rollout = Worker::new(&s).unwrap().collect(&policy);
+        let rollout = Worker::new(&s).unwrap().collect(&policy).unwrap();
         merged.merge(&rollout.moments);
         if subscription.is_none() {
             subscription = Some(

@@ -15,7 +15,7 @@ use tracing::debug;
 
 use super::seam::{ActorAlgorithm, Link, Session, SessionResult};
 use crate::connection::{FULL_QUEUE_BACKOFF, first_parameters, retry_while_full};
-use crate::error::SessionEnd;
+use crate::error::{ActorError, SessionEnd};
 use crate::policy::Policy;
 use crate::worker::Worker;
 
@@ -208,7 +208,7 @@ async fn session(worker: &mut Worker, loss: A3cLoss, link: Link<'_>) -> SessionR
         if shutdown.is_cancelled() {
             return Ok(SessionEnd::Cancelled);
         }
-        let rollout = worker.collect(&policy);
+        let rollout = worker.collect(&policy).map_err(ActorError::from)?;
         let env_steps = rollout.env_steps();
         let stats = summary.report(
             env_steps as u64,

@@ -14,7 +14,7 @@ use shoal_common::transition::TransitionBatch;
 
 use super::seam::{ActorAlgorithm, Link, Session, SessionResult};
 use crate::connection::{FULL_QUEUE_BACKOFF, first_parameters, retry_while_full};
-use crate::error::{SessionEnd, SessionError};
+use crate::error::{ActorError, SessionEnd, SessionError};
 use crate::policy::Policy;
 
 /// Environments and exploration state of one DQN actor.
@@ -69,7 +69,10 @@ impl DqnWorker {
     /// Runs `n_steps` ε-greedy steps in every copy and returns one n-step transition per step.
     /// A transition's return stops at an episode end or at the end of this batch (then with
     /// fewer than n steps, bootstrapping from the observation reached).
-    pub fn collect(&mut self, policy: &Policy) -> TransitionBatch {
+    ///
+    /// # Errors
+    /// A served environment failed (nothing of this batch may be pushed).
+    pub fn collect(&mut self, policy: &Policy) -> Result<TransitionBatch, EnvError> {
         let (t_len, n, o) = (self.n_steps, self.venv.num_envs(), self.venv.obs_dim());
         let mut obs = Vec::with_capacity((t_len + 1) * n * o);
         let mut actions = Vec::with_capacity(t_len * n);
@@ -97,7 +100,7 @@ impl DqnWorker {
                     argmax(&q[i * self.num_actions..(i + 1) * self.num_actions])
                 };
             }
-            self.venv.step_discrete(&chosen, &mut self.step);
+            self.venv.step_discrete(&chosen, &mut self.step)?;
             actions.extend(chosen.iter().map(|&a| a as u32));
             rewards.extend(&self.step.rewards);
             terminated.extend(&self.step.terminated);
@@ -148,7 +151,7 @@ impl DqnWorker {
                 batch.next_obs.extend_from_f32(next);
             }
         }
-        batch
+        Ok(batch)
     }
 }
 
@@ -188,7 +191,7 @@ async fn session(worker: &mut DqnWorker, link: Link<'_>) -> SessionResult {
         if shutdown.is_cancelled() {
             return Ok(SessionEnd::Cancelled);
         }
-        let batch = worker.collect(&policy);
+        let batch = worker.collect(&policy).map_err(ActorError::from)?;
         let mut msg = batch.to_proto(&settings.model_fingerprint);
         msg.actor_stats = Some(summary.report(
             batch.len() as u64,
@@ -274,7 +277,10 @@ mod tests {
             model: model.clone(),
         };
         let policy = Policy::new(&model, &model.init_params(1), 1, Normalizer::off(4));
-        let b = DqnWorker::new(&settings, dqn).unwrap().collect(&policy);
+        let b = DqnWorker::new(&settings, dqn)
+            .unwrap()
+            .collect(&policy)
+            .unwrap();
         assert_eq!(b.len(), 80);
         // Random play ends CartPole episodes within 40 steps: terminal transitions have
         // discount 0 and reward < 3; others 0.9^m with the matching sum of ones.

@@ -18,7 +18,7 @@ use shoal_common::settings::ActorSettings;
 use super::seam::{ActorAlgorithm, Link, Session, SessionResult};
 use super::subscription::Subscription;
 use crate::connection::retry_while_full;
-use crate::error::{SessionEnd, SessionError};
+use crate::error::{ActorError, SessionEnd, SessionError};
 use crate::policy::Policy;
 use crate::worker::Worker;
 
@@ -57,7 +57,10 @@ impl ActorAlgorithm for ImpalaActor {
 /// Collects one rollout on a blocking thread, so that the runtime's one thread keeps the push
 /// in flight moving meanwhile. The worker and policy go there and come back, with the seconds
 /// the collection took.
-async fn collect(slot: &mut Option<Worker>, policy: Policy) -> (Policy, Rollout, f64) {
+async fn collect(
+    slot: &mut Option<Worker>,
+    policy: Policy,
+) -> Result<(Policy, Rollout, f64), EnvError> {
     let mut worker = slot.take().expect("the worker is home between collections");
     let done = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
@@ -68,7 +71,7 @@ async fn collect(slot: &mut Option<Worker>, policy: Policy) -> (Policy, Rollout,
     match done {
         Ok((worker, policy, rollout, secs)) => {
             *slot = Some(worker);
-            (policy, rollout, secs)
+            Ok((policy, rollout?, secs))
         }
         // Collection panicked: panic here too, as an inline collection would have.
         Err(e) => std::panic::resume_unwind(e.into_panic()),
@@ -100,13 +103,14 @@ async fn session(slot: &mut Option<Worker>, link: Link<'_>) -> SessionResult {
             continue;
         };
         let started = Instant::now();
-        let ((current, rollout, secs), pushed) = match in_flight.take() {
+        let (collected, pushed) = match in_flight.take() {
             Some(push) => {
                 let (collected, pushed) = tokio::join!(collect(slot, current), push);
                 (collected, Some(pushed))
             }
             None => (collect(slot, current).await, None),
         };
+        let (current, rollout, secs) = collected.map_err(ActorError::from)?;
         // Busy while collecting; waiting for the previous push's ack (a full learner queue)
         // beyond that is idle time.
         summary.collected(started, secs);

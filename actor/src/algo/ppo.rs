@@ -12,7 +12,7 @@ use shoal_common::settings::ActorSettings;
 use super::seam::{ActorAlgorithm, Link, Session, SessionResult};
 use super::subscription::Subscription;
 use crate::connection::{FULL_QUEUE_BACKOFF, retry_while_full};
-use crate::error::{SessionEnd, SessionError};
+use crate::error::{ActorError, SessionEnd, SessionError};
 use crate::policy::Policy;
 use crate::worker::Worker;
 
@@ -63,7 +63,7 @@ async fn session(worker: &mut Worker, link: Link<'_>) -> SessionResult {
         // Collected inline: a CartPole rollout takes under a millisecond (the ppo_update
         // benchmark); parameter updates that arrive meanwhile wait in the stream until the push.
         let started = std::time::Instant::now();
-        let rollout = worker.collect(current);
+        let rollout = worker.collect(current).map_err(ActorError::from)?;
         summary.collected(started, started.elapsed().as_secs_f64());
         let version = current.version();
         let mut msg = rollout.to_proto(&settings.model_fingerprint);

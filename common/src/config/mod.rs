@@ -238,20 +238,8 @@ impl RunConfig {
         toml::to_string_pretty(self).expect("a run config always serialises")
     }
 
-    /// Checks that the environment exists and every field of the sections the run uses: the
-    /// top level, `[model]`, `[normalize]` (with `ppo.gamma`, the discount reward scaling uses,
-    /// which every run sends its actors), `[learner]` and the chosen algorithm's section
-    /// (another algorithm's section is not read by the run).
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let top = Section("");
-        top.count(
-            "frame_stack",
-            self.frame_stack as u64,
-            Range::new(
-                range::Bound::Closed(1.0),
-                range::Bound::Closed(env::MAX_FRAME_STACK as f64),
-            ),
-        )?;
+    /// A registered environment exists, and stacks frames only if it observes images.
+    fn check_registered_env(&self, top: Section) -> Result<(), ConfigError> {
         let env = env::make(&self.env_id)?;
         if self.frame_stack > 1 && env.observation_space().image_shape().is_none() {
             return Err(top
@@ -266,6 +254,40 @@ impl RunConfig {
                     ),
                 )
                 .into());
+        }
+        Ok(())
+    }
+
+    /// Checks that the environment exists and every field of the sections the run uses: the
+    /// top level, `[model]`, `[normalize]` (with `ppo.gamma`, the discount reward scaling uses,
+    /// which every run sends its actors), `[learner]` and the chosen algorithm's section
+    /// (another algorithm's section is not read by the run).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let top = Section("");
+        top.count(
+            "frame_stack",
+            self.frame_stack as u64,
+            Range::new(
+                range::Bound::Closed(1.0),
+                range::Bound::Closed(env::MAX_FRAME_STACK as f64),
+            ),
+        )?;
+        if crate::remote::is_remote(&self.env_id) {
+            // A served environment's spaces are read from its server when the run starts.
+            crate::remote::RemoteEnv::parse(&self.env_id)
+                .map_err(|e| top.invalid("env_id", &self.env_id, e.to_string()))?;
+            if self.frame_stack > 1 {
+                return Err(top
+                    .invalid(
+                        "frame_stack",
+                        self.frame_stack,
+                        "a served environment stacks frames on its server (shoal env-server: \
+                         add &frame_stack=K to the URL); set frame_stack = 1",
+                    )
+                    .into());
+            }
+        } else {
+            self.check_registered_env(top)?;
         }
         top.count("num_envs", self.num_envs as u64, Range::AT_LEAST_ONE)?;
         top.count("n_steps", self.n_steps as u64, Range::AT_LEAST_ONE)?;

@@ -21,6 +21,7 @@ pub mod min_breakout;
 mod mountain_car;
 mod paddle;
 mod pendulum;
+mod remote_error;
 mod spec;
 mod vec_env;
 
@@ -31,8 +32,9 @@ pub use frame_stack::FrameStack;
 pub use min_breakout::MinBreakout;
 pub use mountain_car::{MountainCar, MountainCarContinuous};
 pub use pendulum::Pendulum;
+pub use remote_error::RemoteError;
 pub use spec::{EnvSpec, MAX_FRAME_STACK};
-pub use vec_env::{FinishedEpisode, VecEnv, VecStep};
+pub use vec_env::{EnvCopies, FinishedEpisode, LocalCopies, VecEnv, VecStep};
 
 use thiserror::Error;
 
@@ -201,6 +203,16 @@ pub enum EnvError {
     /// [`FrameStack`] cannot wrap this environment.
     #[error("cannot stack frames: {0}")]
     FrameStack(String),
+    /// A served environment (dm_env_rpc) failed: unreachable, refused a request, or sent
+    /// something that does not match its specs.
+    #[error("served environment {env}: {source}")]
+    Remote {
+        /// The environment's URL (bounded).
+        env: String,
+        /// What went wrong.
+        #[source]
+        source: RemoteError,
+    },
     /// The environment's observations are not what the network reads.
     #[error(
         "{env} observes {space}, but the learner's network reads {model} (are the learner and \

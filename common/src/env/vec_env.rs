@@ -1,7 +1,8 @@
-//! N copies of one environment stepped together, with struct-of-arrays `f32` buffers and
-//! auto-reset (the final observation of an ended episode is kept for bootstrapping).
+//! N copies of one environment stepped together ([`EnvCopies`]: local or served), with
+//! struct-of-arrays `f32` buffers and auto-reset (the final observation of an ended episode is
+//! kept for bootstrapping).
 
-use super::{Action, Env, EnvError, EnvSpec, Space};
+use super::{Action, Env, EnvError, EnvSpec, Space, Step};
 use crate::rng::{Rng, derive_seed};
 
 /// An episode that ended during a [`VecEnv`] step.
@@ -32,12 +33,92 @@ pub struct VecStep {
     pub finished: Vec<FinishedEpisode>,
 }
 
-/// The vectorised environment actors step.
-pub struct VecEnv {
+/// N copies of one environment behind one interface: shoal's own environments
+/// ([`LocalCopies`], stepped in turn) or worlds served over dm_env_rpc
+/// ([`crate::remote::RemoteWorlds`], stepped concurrently). A copy that fails (a served world
+/// that breaks the protocol) fails the whole step: nothing it returned is used.
+pub trait EnvCopies: Send {
+    /// Number of copies (N).
+    fn len(&self) -> usize;
+    /// Whether there are none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The copies' observation space.
+    fn observation_space(&self) -> Space;
+    /// The copies' action space.
+    fn action_space(&self) -> Space;
+    /// Starts a new episode in each copy listed and writes its first observation into its row
+    /// of `obs` (`[N * O]`).
+    fn reset(&mut self, which: &[usize], obs: &mut [f32]) -> Result<(), EnvError>;
+    /// Steps every copy `i` with `action(i)`, writing its next observation into its row of `obs`
+    /// and what the step returned into `steps[i]`.
+    fn step<'a>(
+        &mut self,
+        action: &dyn Fn(usize) -> Action<'a>,
+        obs: &mut [f32],
+        steps: &mut [Step],
+    ) -> Result<(), EnvError>;
+}
+
+/// Copies of a registered environment, each drawing its episodes from its own generator.
+pub struct LocalCopies {
     envs: Vec<Box<dyn Env>>,
     rngs: Vec<Rng>,
+}
+
+impl LocalCopies {
+    /// `num_envs` copies of `env`; copy `i` draws its episodes from `derive_seed(seed, i)`.
+    pub fn new(env: &EnvSpec, num_envs: usize, seed: u64) -> Result<Self, EnvError> {
+        Ok(Self {
+            envs: (0..num_envs)
+                .map(|_| env.make())
+                .collect::<Result<Vec<_>, _>>()?,
+            rngs: (0..num_envs)
+                .map(|i| Rng::new(derive_seed(seed, i as u64)))
+                .collect(),
+        })
+    }
+}
+
+impl EnvCopies for LocalCopies {
+    fn len(&self) -> usize {
+        self.envs.len()
+    }
+    fn observation_space(&self) -> Space {
+        self.envs[0].observation_space()
+    }
+    fn action_space(&self) -> Space {
+        self.envs[0].action_space()
+    }
+    fn reset(&mut self, which: &[usize], obs: &mut [f32]) -> Result<(), EnvError> {
+        let d = obs.len() / self.envs.len();
+        for &i in which {
+            self.envs[i].reset(&mut self.rngs[i], &mut obs[i * d..(i + 1) * d]);
+        }
+        Ok(())
+    }
+    fn step<'a>(
+        &mut self,
+        action: &dyn Fn(usize) -> Action<'a>,
+        obs: &mut [f32],
+        steps: &mut [Step],
+    ) -> Result<(), EnvError> {
+        let d = obs.len() / self.envs.len();
+        for (i, env) in self.envs.iter_mut().enumerate() {
+            steps[i] = env.step(action(i), &mut obs[i * d..(i + 1) * d]);
+        }
+        Ok(())
+    }
+}
+
+/// The vectorised environment actors step.
+pub struct VecEnv {
+    copies: Box<dyn EnvCopies>,
     obs_dim: usize,
     obs: Vec<f32>,
+    steps: Vec<Step>,
+    ended: Vec<usize>,
     returns: Vec<f64>,
     lengths: Vec<u32>,
     observation_space: Space,
@@ -45,37 +126,44 @@ pub struct VecEnv {
 }
 
 impl VecEnv {
-    /// `num_envs` copies of `env`; copy `i` draws its episodes from `derive_seed(seed, i)`.
-    /// All copies are reset.
+    /// `num_envs` copies of the registered `env`; copy `i` draws its episodes from
+    /// `derive_seed(seed, i)`. All copies are reset. (`crate::sources::open` also opens served
+    /// environments.)
     pub fn new(env: &EnvSpec, num_envs: usize, seed: u64) -> Result<Self, EnvError> {
-        let envs = (0..num_envs)
-            .map(|_| env.make())
-            .collect::<Result<Vec<_>, _>>()?;
-        let observation_space = envs[0].observation_space();
-        let action_space = envs[0].action_space();
+        Self::of(Box::new(LocalCopies::new(env, num_envs, seed)?))
+    }
+
+    /// Steps `copies`, starting an episode in each.
+    pub fn of(mut copies: Box<dyn EnvCopies>) -> Result<Self, EnvError> {
+        let num_envs = copies.len();
+        let observation_space = copies.observation_space();
+        let action_space = copies.action_space();
         let obs_dim = observation_space.flat_dim();
-        let mut vec_env = Self {
-            rngs: (0..num_envs)
-                .map(|i| Rng::new(derive_seed(seed, i as u64)))
-                .collect(),
-            envs,
+        let mut obs = vec![0.0; num_envs * obs_dim];
+        copies.reset(&(0..num_envs).collect::<Vec<_>>(), &mut obs)?;
+        Ok(Self {
+            copies,
             obs_dim,
-            obs: vec![0.0; num_envs * obs_dim],
+            obs,
+            steps: vec![
+                Step {
+                    reward: 0.0,
+                    terminated: false,
+                    truncated: false
+                };
+                num_envs
+            ],
+            ended: Vec::with_capacity(num_envs),
             returns: vec![0.0; num_envs],
             lengths: vec![0; num_envs],
             observation_space,
             action_space,
-        };
-        for i in 0..num_envs {
-            let obs = &mut vec_env.obs[i * obs_dim..(i + 1) * obs_dim];
-            vec_env.envs[i].reset(&mut vec_env.rngs[i], obs);
-        }
-        Ok(vec_env)
+        })
     }
 
     /// Number of copies (N).
     pub fn num_envs(&self) -> usize {
-        self.envs.len()
+        self.copies.len()
     }
 
     /// Size of one observation (O).
@@ -99,18 +187,24 @@ impl VecEnv {
     }
 
     /// Steps every copy with its discrete action; ended copies are reset at once.
-    pub fn step_discrete(&mut self, actions: &[usize], out: &mut VecStep) {
+    ///
+    /// # Errors
+    /// A copy that failed (a served world); nothing of the step is in `out` then.
+    pub fn step_discrete(&mut self, actions: &[usize], out: &mut VecStep) -> Result<(), EnvError> {
         assert_eq!(actions.len(), self.num_envs(), "one action per copy");
-        self.step_each(out, |i| Action::Discrete(actions[i]));
+        self.step_each(out, &|i| Action::Discrete(actions[i]))
     }
 
     /// Steps every copy with its continuous action (`[N * A]`), each clipped to the action
     /// space's bounds first (as Stable-Baselines3 does before `env.step`); ended copies are reset
     /// at once.
     ///
+    /// # Errors
+    /// A copy that failed (a served world); nothing of the step is in `out` then.
+    ///
     /// # Panics
     /// When the action space is not a `Box` or `actions` does not hold N actions.
-    pub fn step_continuous(&mut self, actions: &[f32], out: &mut VecStep) {
+    pub fn step_continuous(&mut self, actions: &[f32], out: &mut VecStep) -> Result<(), EnvError> {
         let Space::Box { low, high } = &self.action_space else {
             panic!("step_continuous on a {} action space", self.action_space);
         };
@@ -121,27 +215,31 @@ impl VecEnv {
             .enumerate()
             .map(|(k, &x)| (x as f64).clamp(low[k % a], high[k % a]) as f32)
             .collect();
-        self.step_each(out, |i| Action::Continuous(&clipped[i * a..(i + 1) * a]));
+        self.step_each(out, &|i| Action::Continuous(&clipped[i * a..(i + 1) * a]))
     }
 
-    fn step_each<'a>(&mut self, out: &mut VecStep, action: impl Fn(usize) -> Action<'a>) {
+    fn step_each<'a>(
+        &mut self,
+        out: &mut VecStep,
+        action: &dyn Fn(usize) -> Action<'a>,
+    ) -> Result<(), EnvError> {
         let n = self.num_envs();
         out.rewards.resize(n, 0.0);
         out.terminated.resize(n, false);
         out.truncated.resize(n, false);
         out.final_obs.resize(n * self.obs_dim, 0.0);
         out.finished.clear();
+        self.copies.step(action, &mut self.obs, &mut self.steps)?;
         let d = self.obs_dim;
-        for i in 0..n {
-            let obs = &mut self.obs[i * d..(i + 1) * d];
-            let step = self.envs[i].step(action(i), obs);
+        self.ended.clear();
+        for (i, step) in self.steps.iter().enumerate() {
             out.rewards[i] = step.reward as f32;
             out.terminated[i] = step.terminated;
             out.truncated[i] = step.truncated && !step.terminated;
             self.returns[i] += step.reward;
             self.lengths[i] += 1;
             if step.terminated || step.truncated {
-                out.final_obs[i * d..(i + 1) * d].copy_from_slice(obs);
+                out.final_obs[i * d..(i + 1) * d].copy_from_slice(&self.obs[i * d..(i + 1) * d]);
                 out.finished.push(FinishedEpisode {
                     env_index: i,
                     episode_return: self.returns[i],
@@ -149,9 +247,13 @@ impl VecEnv {
                 });
                 self.returns[i] = 0.0;
                 self.lengths[i] = 0;
-                self.envs[i].reset(&mut self.rngs[i], obs);
+                self.ended.push(i);
             }
         }
+        if !self.ended.is_empty() {
+            self.copies.reset(&self.ended, &mut self.obs)?;
+        }
+        Ok(())
     }
 }
 
@@ -167,7 +269,7 @@ mod tests {
         let mut steps = 0u32;
         // Always pushing right ends every episode within a few dozen steps.
         while finished < 6 {
-            venv.step_discrete(&[1, 1, 1], &mut step);
+            venv.step_discrete(&[1, 1, 1], &mut step).unwrap();
             steps += 3;
             for ep in &step.finished {
                 let i = ep.env_index;
@@ -195,8 +297,8 @@ mod tests {
         let mut a = VecEnv::new(&EnvSpec::new("Pendulum-v1"), 1, 3).unwrap();
         let mut b = VecEnv::new(&EnvSpec::new("Pendulum-v1"), 1, 3).unwrap();
         let (mut sa, mut sb) = (VecStep::default(), VecStep::default());
-        a.step_continuous(&[50.0], &mut sa);
-        b.step_continuous(&[2.0], &mut sb);
+        a.step_continuous(&[50.0], &mut sa).unwrap();
+        b.step_continuous(&[2.0], &mut sb).unwrap();
         assert_eq!(sa.rewards, sb.rewards);
         assert_eq!(a.observations(), b.observations());
     }
