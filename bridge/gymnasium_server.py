@@ -184,11 +184,13 @@ class World:
                     f"every step needs the action (UID {ACTION_UID})")
     tensor = actions[ACTION_UID]
     want = tensor_utils.data_type_to_np_type(self.action_spec.dtype)
-    if list(tensor.shape) not in ([], list(self.action_spec.shape)):
-      # Checked before unpacking: a one-element tensor with a large shape would be broadcast.
+    shape, spec_shape = list(tensor.shape), list(self.action_spec.shape)
+    # Checked before unpacking (a one-element tensor with a large shape would be broadcast):
+    # the spec's shape, where at most one dimension may be -1 (inferred from the payload).
+    if shape and (len(shape) != len(spec_shape) or sum(d < 0 for d in shape) > 1 or
+                  any(d >= 0 and d != want for d, want in zip(shape, spec_shape))):
       raise Refused(code_pb2.INVALID_ARGUMENT,
-                    f"action shape {list(tensor.shape)}; the spec's is "
-                    f"{list(self.action_spec.shape)}")
+                    f"action shape {shape}; the spec's is {spec_shape}")
     try:
       if tensor_utils.get_tensor_type(tensor) != want:
         raise Refused(code_pb2.INVALID_ARGUMENT,

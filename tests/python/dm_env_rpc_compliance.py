@@ -1,8 +1,9 @@
 """Runs the dm_env_rpc compliance suite shipped with the `dm-env-rpc` package (its own test
-classes, unchanged) against a running `shoal env-server`, for a discrete-action vector
-environment (CartPole-v1), a continuous-action one (Pendulum-v1) and an image one (Catch-v0).
+classes, unchanged) against a running dm_env_rpc server (`shoal env-server`, or the Gymnasium
+bridge), by default for a discrete-action vector environment (CartPole-v1), a continuous-action
+one (Pendulum-v1) and an image one (Catch-v0).
 
-Usage: SHOAL_ENV_SERVER=HOST:PORT python dm_env_rpc_compliance.py
+Usage: SHOAL_ENV_SERVER=HOST:PORT [SHOAL_COMPLIANCE_ENVS=ID,ID] python dm_env_rpc_compliance.py
 Exit status 0 when every test passes.
 """
 
@@ -141,11 +142,12 @@ def _suite_for(env_id, prefix):
   return {f"{prefix}{name}": cls for name, cls in classes.items()}
 
 
-for _env_id, _prefix in [
-    ("CartPole-v1", "CartPole"),
-    ("Pendulum-v1", "Pendulum"),
-    ("Catch-v0", "Catch"),
-]:
+# The environments to test (SHOAL_COMPLIANCE_ENVS, comma-separated ids; default: a discrete
+# vector, a continuous and an image environment of shoal's).
+_ENV_IDS = os.environ.get("SHOAL_COMPLIANCE_ENVS",
+                          "CartPole-v1,Pendulum-v1,Catch-v0").split(",")
+
+for _env_id, _prefix in [(i, i.split("-")[0].replace("/", "")) for i in _ENV_IDS]:
   for _name, _cls in _suite_for(_env_id, _prefix).items():
     _cls.__name__ = _name
     _cls.__qualname__ = _name

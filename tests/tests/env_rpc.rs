@@ -1,9 +1,10 @@
 //! Environments over dm_env_rpc v1 (issue 17), against code we did not write: `shoal
-//! env-server` passes the compliance suite shipped with DeepMind's `dm-env-rpc` package, the
-//! package's own client (`dm_env_adaptor`) sees exactly what shoal's native API sees, shoal's
-//! protocol definition matches the package's field by field, and a run with a learner and two
-//! actor processes trains on Catch served by `shoal env-server` to the same parameters, bit for
-//! bit, as on the built-in Catch.
+//! env-server` and the Gymnasium bridge pass the compliance suite shipped with DeepMind's
+//! `dm-env-rpc` package, the package's own client (`dm_env_adaptor`) sees exactly what shoal's
+//! native API sees, shoal's protocol definition matches the package's field by field, and a run
+//! with a learner and two actor processes trains on Catch served by `shoal env-server` to the
+//! same parameters, bit for bit, as on the built-in Catch; Gymnasium's CartPole and Atari
+//! Breakout train through the bridge.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,14 +37,13 @@ fn script(name: &str) -> PathBuf {
     repo_root().join("tests/python").join(name)
 }
 
-/// The package's compliance classes (CreateDestroyWorld, JoinLeaveWorld, Step, Reset,
-/// ResetWorld), unchanged, for CartPole-v1, Pendulum-v1 and Catch-v0 worlds.
-#[test]
-fn shoal_env_server_passes_the_dm_env_rpc_compliance_suite() {
-    let server = EnvServer::start();
+/// Runs the package's compliance classes against the server at `address` for worlds of `envs`;
+/// returns how many tests ran (all passed).
+fn compliance(address: &str, envs: &str) -> usize {
     let out = Command::new(python())
         .arg(script("dm_env_rpc_compliance.py"))
-        .env("SHOAL_ENV_SERVER", &server.address)
+        .env("SHOAL_ENV_SERVER", address)
+        .env("SHOAL_COMPLIANCE_ENVS", envs)
         .output()
         .expect("run the compliance suite");
     let report = String::from_utf8_lossy(&out.stderr);
@@ -54,7 +54,29 @@ fn shoal_env_server_passes_the_dm_env_rpc_compliance_suite() {
         .expect("a `Ran N tests` line");
     // 5 classes × 3 environments (120 tests with dm-env-rpc 1.1.7).
     assert!(ran >= 100, "only {ran} compliance tests ran:\n{report}");
-    eprintln!("dm_env_rpc compliance: {ran} tests passed");
+    ran
+}
+
+/// The package's compliance classes (CreateDestroyWorld, JoinLeaveWorld, Step, Reset,
+/// ResetWorld), unchanged, for CartPole-v1, Pendulum-v1 and Catch-v0 worlds.
+#[test]
+fn shoal_env_server_passes_the_dm_env_rpc_compliance_suite() {
+    let server = EnvServer::start();
+    let ran = compliance(&server.address, "CartPole-v1,Pendulum-v1,Catch-v0");
+    eprintln!("dm_env_rpc compliance of shoal env-server: {ran} tests passed");
+}
+
+/// The same suite against the Gymnasium bridge, for Gymnasium's CartPole-v1, Pendulum-v1 and
+/// MountainCarContinuous-v0.
+#[test]
+fn the_gymnasium_bridge_passes_the_dm_env_rpc_compliance_suite() {
+    python();
+    let bridge = EnvServer::gymnasium_bridge().expect("the tests' venv");
+    let ran = compliance(
+        &bridge.address,
+        "CartPole-v1,Pendulum-v1,MountainCarContinuous-v0",
+    );
+    eprintln!("dm_env_rpc compliance of the Gymnasium bridge: {ran} tests passed");
 }
 
 /// Every message, field (name, number, type, label, oneof), enum value and the service of
