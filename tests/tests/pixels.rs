@@ -128,7 +128,7 @@ async fn ppo_catches_the_ball_from_pixels() {
 }
 
 /// A3C with the small CNN on Catch: actors differentiate the loss on their own image rollouts
-/// and push gradients; the run reaches a mean return of 0.8 over the last 100 training episodes
+/// and push gradients; the run reaches a mean return of 0.9 over the last 100 training episodes
 /// within 200k environment steps, and the greedy policy 0.9 over 100 episodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a3c_catches_the_ball_from_pixels() {
@@ -144,7 +144,7 @@ async fn a3c_catches_the_ball_from_pixels() {
 
 /// IMPALA (APPO) with the small CNN on Catch, with the last 2 frames stacked (`frame_stack =
 /// 2`, so the network reads `[2, 10, 5]`): the learner re-evaluates the actors' byte rollouts
-/// and their bootstrap frames under V-trace; the run reaches a mean return of 0.8 over the last
+/// and their bootstrap frames under V-trace; the run reaches a mean return of 0.9 over the last
 /// 100 training episodes within 200k environment steps, and the greedy policy 0.9 over 100
 /// episodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
