@@ -9,21 +9,13 @@ use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::env::{Action, EnvCopies, EnvError, Space, Step};
-use crate::env_rpc_proto::dm_env_rpc::v1::{
-    self as rpc, DataType, EnvironmentRequest, EnvironmentResponse, EnvironmentStateType as State,
-    environment_client::EnvironmentClient, environment_request::Payload as Req,
-    environment_response::Payload as Resp,
-};
-use crate::rng::derive_seed;
+use crate::env_rpc_proto::dm_env_rpc::v1::{self as rpc, DataType, EnvironmentStateType as State};
 
-use super::specs::{ActionEncoding, WorldLayout, bounds};
-use super::tensor::{self, Fill};
-use super::{RESPONSE_TIMEOUT, RemoteEnv, RemoteError};
+use super::specs::{ActionEncoding, WorldLayout, checked};
+use super::tensor;
+use super::{RemoteEnv, RemoteError};
 
 /// `num_envs` worlds of one served environment, driven by a thread of their own (so the copies
 /// can be stepped from synchronous code, inside or outside an async runtime).
@@ -36,7 +28,7 @@ pub struct RemoteWorlds {
     driver: Option<JoinHandle<()>>,
 }
 
-enum Command {
+pub(super) enum Command {
     /// One step request per world (`None`: that world sits this one out).
     Step(Vec<Option<rpc::StepRequest>>),
 }
@@ -64,7 +56,9 @@ impl RemoteWorlds {
                         return;
                     }
                 };
-                runtime.block_on(drive(env, num_envs, seed, ready_tx, command_rx, reply_tx));
+                runtime.block_on(super::driver::drive(
+                    env, num_envs, seed, ready_tx, command_rx, reply_tx,
+                ));
             })
             .map_err(|e| RemoteError::Lost(e.to_string()))?;
         let layout = ready_rx
@@ -228,47 +222,6 @@ fn clamp_f32(v: f64, low: f64, high: f64) -> f32 {
     }
 }
 
-/// An observation's values, checked against its spec: the type, the shape (a broadcast element
-/// fills it), finiteness and the bounds.
-fn checked(t: &rpc::Tensor, spec: &rpc::TensorSpec, len: usize) -> Result<Vec<f64>, RemoteError> {
-    let bad = |why: String| RemoteError::Tensor {
-        name: crate::text::bounded(&spec.name),
-        why,
-    };
-    let want = DataType::try_from(spec.dtype).unwrap_or(DataType::InvalidDataType);
-    let got = tensor::data_type(t);
-    if got != want {
-        return Err(bad(format!(
-            "{} sent, the spec says {}",
-            got.as_str_name(),
-            want.as_str_name()
-        )));
-    }
-    let (fill, positions) = tensor::fit_shape(t, &spec.shape, &spec.name)?;
-    if positions != len {
-        return Err(bad(format!(
-            "{positions} values, the spec's shape has {len}"
-        )));
-    }
-    let mut values = tensor::numbers(t).ok_or_else(|| bad("not numbers".into()))?;
-    if fill == Fill::Broadcast {
-        values = vec![values[0]; len];
-    }
-    let (low, high) = bounds(spec, len)?;
-    for (k, &x) in values.iter().enumerate() {
-        if !x.is_finite() {
-            return Err(bad(format!("element {k} is {x}")));
-        }
-        if x < low[k] || x > high[k] {
-            return Err(bad(format!(
-                "element {k} is {x}, outside the spec's [{}, {}]",
-                low[k], high[k]
-            )));
-        }
-    }
-    Ok(values)
-}
-
 impl EnvCopies for RemoteWorlds {
     fn len(&self) -> usize {
         self.n
@@ -352,272 +305,23 @@ impl Drop for RemoteWorlds {
     }
 }
 
-/// One world's stream: requests in, responses out, one for one.
-struct Conversation {
-    requests: mpsc::Sender<EnvironmentRequest>,
-    responses: Streaming<EnvironmentResponse>,
-}
-
-impl Conversation {
-    async fn open(
-        client: &mut EnvironmentClient<Channel>,
-        first: Req,
-    ) -> Result<Self, RemoteError> {
-        let (requests, rx) = mpsc::channel(4);
-        // The first request goes in before the call: some servers send their headers only with
-        // the first response.
-        requests
-            .send(EnvironmentRequest {
-                payload: Some(first),
-            })
-            .await
-            .map_err(|_| RemoteError::Lost("request stream closed".into()))?;
-        let responses =
-            tokio::time::timeout(RESPONSE_TIMEOUT, client.process(ReceiverStream::new(rx)))
-                .await
-                .map_err(|_| RemoteError::Timeout {
-                    request: "the stream",
-                    secs: RESPONSE_TIMEOUT.as_secs(),
-                })?
-                .map_err(|s| RemoteError::Lost(format!("{}: {}", s.code(), s.message())))?
-                .into_inner();
-        Ok(Self {
-            requests,
-            responses,
-        })
-    }
-
-    async fn send(&mut self, payload: Req) -> Result<(), RemoteError> {
-        self.requests
-            .send(EnvironmentRequest {
-                payload: Some(payload),
-            })
-            .await
-            .map_err(|_| RemoteError::Lost("request stream closed".into()))
-    }
-
-    async fn receive(&mut self, request: &'static str) -> Result<Resp, RemoteError> {
-        let message = tokio::time::timeout(RESPONSE_TIMEOUT, self.responses.message())
-            .await
-            .map_err(|_| RemoteError::Timeout {
-                request,
-                secs: RESPONSE_TIMEOUT.as_secs(),
-            })?
-            .map_err(|s| RemoteError::Lost(format!("{}: {}", s.code(), s.message())))?
-            .ok_or_else(|| RemoteError::Lost("the server closed the stream".into()))?;
-        match message.payload {
-            Some(Resp::Error(status)) => Err(RemoteError::Refused {
-                request,
-                code: status.code,
-                message: crate::text::bounded_to(&status.message, super::MAX_PEER_TEXT),
-            }),
-            Some(payload) => Ok(payload),
-            None => Err(RemoteError::Protocol(format!(
-                "an empty response to {request}"
-            ))),
-        }
-    }
-}
-
-fn unexpected(request: &str, got: &Resp) -> RemoteError {
-    let kind = match got {
-        Resp::CreateWorld(_) => "CreateWorld",
-        Resp::JoinWorld(_) => "JoinWorld",
-        Resp::Step(_) => "Step",
-        Resp::Reset(_) => "Reset",
-        Resp::ResetWorld(_) => "ResetWorld",
-        Resp::LeaveWorld(_) => "LeaveWorld",
-        Resp::DestroyWorld(_) => "DestroyWorld",
-        Resp::Extension(_) => "Extension",
-        Resp::Error(_) => "Error",
-    };
-    RemoteError::Protocol(format!("a {kind} response to {request}"))
-}
-
-/// A created and joined world.
-struct Joined {
-    conversation: Conversation,
-    name: String,
-}
-
-async fn open_world(
-    client: &mut EnvironmentClient<Channel>,
-    env: &RemoteEnv,
-    seed: u64,
-) -> Result<(Joined, rpc::ActionObservationSpecs), RemoteError> {
-    let mut conversation = Conversation::open(
-        client,
-        Req::CreateWorld(rpc::CreateWorldRequest {
-            settings: env.world_settings(seed),
-        }),
-    )
-    .await?;
-    let name = match conversation.receive("CreateWorld").await? {
-        Resp::CreateWorld(r) => r.world_name,
-        other => return Err(unexpected("CreateWorld", &other)),
-    };
-    conversation
-        .send(Req::JoinWorld(rpc::JoinWorldRequest {
-            world_name: name.clone(),
-            settings: HashMap::new(),
-        }))
-        .await?;
-    let specs = match conversation.receive("JoinWorld").await? {
-        Resp::JoinWorld(r) => r
-            .specs
-            .ok_or_else(|| RemoteError::Protocol("JoinWorld sent no specs".into()))?,
-        other => return Err(unexpected("JoinWorld", &other)),
-    };
-    Ok((Joined { conversation, name }, specs))
-}
-
-/// The driver thread's work: open the worlds, report the layout, then answer step commands
-/// until the copies are dropped; then leave and destroy the worlds.
-async fn drive(
-    env: RemoteEnv,
-    num_envs: usize,
-    seed: u64,
-    ready: std_mpsc::Sender<Result<WorldLayout, RemoteError>>,
-    mut commands: mpsc::Receiver<Command>,
-    replies: std_mpsc::Sender<Result<Vec<Option<rpc::StepResponse>>, RemoteError>>,
-) {
-    let worlds = match open_worlds(&env, num_envs, seed).await {
-        Ok((worlds, layout)) => {
-            if ready.send(Ok(layout)).is_err() {
-                return;
-            }
-            worlds
-        }
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    let mut worlds = worlds;
-    while let Some(Command::Step(requests)) = commands.recv().await {
-        let reply = step_worlds(&mut worlds, requests).await;
-        let failed = reply.is_err();
-        if replies.send(reply).is_err() || failed {
-            break;
-        }
-    }
-    // Best effort, all at once, within one bound: a server that is gone needs no goodbye (and
-    // destroys a stream's worlds when the stream ends anyway).
-    let mut goodbyes = tokio::task::JoinSet::new();
-    for mut world in worlds {
-        goodbyes.spawn(async move {
-            world
-                .conversation
-                .send(Req::LeaveWorld(rpc::LeaveWorldRequest {}))
-                .await?;
-            world.conversation.receive("LeaveWorld").await?;
-            world
-                .conversation
-                .send(Req::DestroyWorld(rpc::DestroyWorldRequest {
-                    world_name: world.name.clone(),
-                }))
-                .await?;
-            world.conversation.receive("DestroyWorld").await
-        });
-    }
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-        while goodbyes.join_next().await.is_some() {}
-    })
-    .await;
-}
-
-async fn open_worlds(
-    env: &RemoteEnv,
-    num_envs: usize,
-    seed: u64,
-) -> Result<(Vec<Joined>, WorldLayout), RemoteError> {
-    let connect_error = |why: String| RemoteError::Connect {
-        address: env.address.clone(),
-        why,
-    };
-    let endpoint = Endpoint::from_shared(format!("http://{}", env.address))
-        .map_err(|e| connect_error(e.to_string()))?
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .initial_stream_window_size(Some(crate::HTTP2_WINDOW_BYTES))
-        .initial_connection_window_size(Some(2 * crate::HTTP2_WINDOW_BYTES));
-    let channel = endpoint.connect().await.map_err(|e| {
-        connect_error(crate::text::bounded_to(
-            &error_chain(&e),
-            super::MAX_PEER_TEXT,
-        ))
-    })?;
-    let mut client = EnvironmentClient::new(channel)
-        .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(crate::MAX_MESSAGE_BYTES);
-    let mut worlds = Vec::with_capacity(num_envs);
-    let mut first: Option<rpc::ActionObservationSpecs> = None;
-    for i in 0..num_envs {
-        let (world, specs) = open_world(&mut client, env, derive_seed(seed, i as u64)).await?;
-        match &first {
-            None => first = Some(specs),
-            Some(f) if *f != specs => {
-                return Err(RemoteError::Protocol(format!(
-                    "world {i} announced other specs than world 0"
-                )));
-            }
-            Some(_) => {}
-        }
-        worlds.push(world);
-    }
-    let specs = first.ok_or_else(|| RemoteError::Protocol("no worlds asked for".into()))?;
-    Ok((worlds, WorldLayout::read(&specs)?))
-}
-
-async fn step_worlds(
-    worlds: &mut [Joined],
-    requests: Vec<Option<rpc::StepRequest>>,
-) -> Result<Vec<Option<rpc::StepResponse>>, RemoteError> {
-    // Every request goes out before any response is awaited: the worlds step concurrently.
-    let mut sent = Vec::with_capacity(worlds.len());
-    for (world, request) in worlds.iter_mut().zip(requests) {
-        sent.push(request.is_some());
-        if let Some(r) = request {
-            world.conversation.send(Req::Step(r)).await?;
-        }
-    }
-    let mut responses = Vec::with_capacity(worlds.len());
-    for (world, sent) in worlds.iter_mut().zip(sent) {
-        responses.push(if sent {
-            match world.conversation.receive("Step").await? {
-                Resp::Step(r) => Some(r),
-                other => return Err(unexpected("Step", &other)),
-            }
-        } else {
-            None
-        });
-    }
-    Ok(responses)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use std::pin::Pin;
     use std::sync::Arc;
 
     use tokio_stream::Stream;
-    use tonic::{Request, Response, Status};
+    use tokio_stream::wrappers::ReceiverStream;
+    use tonic::{Request, Response, Status, Streaming};
 
     use super::*;
     use crate::env::{VecEnv, VecStep};
     use crate::env_rpc_proto::dm_env_rpc::v1::environment_server::{
         Environment, EnvironmentServer,
+    };
+    use crate::env_rpc_proto::dm_env_rpc::v1::{
+        EnvironmentRequest, EnvironmentResponse, environment_request::Payload as Req,
+        environment_response::Payload as Resp,
     };
     use crate::env_rpc_proto::google::rpc::Status as RpcStatus;
     use crate::remote::world::{Conversation as Served, Worlds};

@@ -11,6 +11,7 @@
 //! episode, `INTERRUPTED` truncates it).
 
 mod client;
+mod driver;
 pub mod server;
 pub mod specs;
 mod tensor;

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 
 use crate::env::Space;
 use crate::env_rpc_proto::dm_env_rpc::v1::{
-    ActionObservationSpecs, DataType, TensorSpec, tensor, tensor_spec,
+    ActionObservationSpecs, DataType, Tensor, TensorSpec, tensor as payload, tensor_spec,
 };
 
 use super::RemoteError;
-use super::tensor::is_numeric;
+use super::tensor::{self, Fill, is_numeric};
 
 /// The observation a served world's reward travels in (the dm_env_rpc convention).
 pub const REWARD: &str = "reward";
@@ -74,7 +74,7 @@ pub(crate) fn announce(
     let (low, high) = reward_range;
     let bound = |x: f64| {
         x.is_finite().then(|| tensor_spec::Value {
-            payload: Some(tensor_spec::value::Payload::Doubles(tensor::DoubleArray {
+            payload: Some(tensor_spec::value::Payload::Doubles(payload::DoubleArray {
                 array: vec![x],
             })),
         })
@@ -97,7 +97,7 @@ pub(crate) fn announce(
 
 fn float_spec(name: &str, low: &[f64], high: &[f64]) -> TensorSpec {
     let value = |v: &[f64]| tensor_spec::Value {
-        payload: Some(tensor_spec::value::Payload::Floats(tensor::FloatArray {
+        payload: Some(tensor_spec::value::Payload::Floats(payload::FloatArray {
             array: v.iter().map(|&x| x as f32).collect(),
         })),
     };
@@ -112,7 +112,7 @@ fn float_spec(name: &str, low: &[f64], high: &[f64]) -> TensorSpec {
 
 fn int32_value(x: i32) -> tensor_spec::Value {
     tensor_spec::Value {
-        payload: Some(tensor_spec::value::Payload::Int32s(tensor::Int32Array {
+        payload: Some(tensor_spec::value::Payload::Int32s(payload::Int32Array {
             array: vec![x],
         })),
     }
@@ -120,7 +120,7 @@ fn int32_value(x: i32) -> tensor_spec::Value {
 
 fn uint8_value(x: u8) -> tensor_spec::Value {
     tensor_spec::Value {
-        payload: Some(tensor_spec::value::Payload::Uint8s(tensor::Uint8Array {
+        payload: Some(tensor_spec::value::Payload::Uint8s(payload::Uint8Array {
             array: vec![x].into(),
         })),
     }
@@ -158,6 +158,48 @@ pub(crate) fn bounds(spec: &TensorSpec, len: usize) -> Result<(Vec<f64>, Vec<f64
         expand(spec.min.as_ref(), f64::NEG_INFINITY, "min")?,
         expand(spec.max.as_ref(), f64::INFINITY, "max")?,
     ))
+}
+
+/// A tensor's `len` values, checked against its spec: the type, the shape (a broadcast element
+/// fills it), finiteness and the bounds. What the client asks of an observation and the server
+/// of an action.
+pub(crate) fn checked(t: &Tensor, spec: &TensorSpec, len: usize) -> Result<Vec<f64>, RemoteError> {
+    let bad = |why: String| RemoteError::Tensor {
+        name: crate::text::bounded(&spec.name),
+        why,
+    };
+    let want = DataType::try_from(spec.dtype).unwrap_or(DataType::InvalidDataType);
+    let got = tensor::data_type(t);
+    if got != want {
+        return Err(bad(format!(
+            "{} sent, the spec says {}",
+            got.as_str_name(),
+            want.as_str_name()
+        )));
+    }
+    let (fill, positions) = tensor::fit_shape(t, &spec.shape, &spec.name)?;
+    if positions != len {
+        return Err(bad(format!(
+            "{positions} values, the spec's shape has {len}"
+        )));
+    }
+    let mut values = tensor::numbers(t).ok_or_else(|| bad("not numbers".into()))?;
+    if fill == Fill::Broadcast {
+        values = vec![values[0]; len];
+    }
+    let (low, high) = bounds(spec, len)?;
+    for (k, &x) in values.iter().enumerate() {
+        if !x.is_finite() {
+            return Err(bad(format!("element {k} is {x}")));
+        }
+        if x < low[k] || x > high[k] {
+            return Err(bad(format!(
+                "element {k} is {x}, outside the spec's [{}, {}]",
+                low[k], high[k]
+            )));
+        }
+    }
+    Ok(values)
 }
 
 /// How a served world's action is sent.
@@ -458,12 +500,12 @@ mod tests {
         // A Gymnasium-style grayscale frame [H, W], an int64 action in 1..=4, no reward spec.
         let mut action = spec("act", DataType::Int64, vec![]);
         action.min = Some(tensor_spec::Value {
-            payload: Some(tensor_spec::value::Payload::Int64s(tensor::Int64Array {
+            payload: Some(tensor_spec::value::Payload::Int64s(payload::Int64Array {
                 array: vec![1],
             })),
         });
         action.max = Some(tensor_spec::Value {
-            payload: Some(tensor_spec::value::Payload::Int64s(tensor::Int64Array {
+            payload: Some(tensor_spec::value::Payload::Int64s(payload::Int64Array {
                 array: vec![4],
             })),
         });

@@ -19,7 +19,7 @@ use crate::rng::Rng;
 use crate::text::bounded;
 
 use super::specs::{self, ACTION_UID, OBSERVATION_UID, REWARD_UID};
-use super::tensor::{self, Fill};
+use super::tensor;
 use super::{MAX_SETTINGS, SEED_SETTING};
 
 /// Most worlds one server holds at once (each holds an environment; creation beyond this is
@@ -155,31 +155,8 @@ impl World {
             )
         })?;
         let spec = &self.specs.actions[&ACTION_UID];
-        let bad = |why: String| refuse(Code::InvalidArgument, format!("action: {why}"));
-        let want = DataType::try_from(spec.dtype).unwrap_or(DataType::InvalidDataType);
-        let got = tensor::data_type(t);
-        if got != want {
-            return Err(bad(format!(
-                "{} given, the spec is {}",
-                got.as_str_name(),
-                want.as_str_name()
-            )));
-        }
-        let (fill, positions) =
-            tensor::fit_shape(t, &spec.shape, specs::ACTION).map_err(|e| bad(e.to_string()))?;
-        let mut values = tensor::numbers(t).expect("numeric dtype");
-        if fill == Fill::Broadcast {
-            values = vec![values[0]; positions];
-        }
-        let (low, high) = specs::bounds(spec, positions).map_err(|e| bad(e.to_string()))?;
-        for (k, &x) in values.iter().enumerate() {
-            if x.is_nan() || x < low[k] || x > high[k] {
-                return Err(bad(format!(
-                    "element {k} is {x}, outside [{}, {}]",
-                    low[k], high[k]
-                )));
-            }
-        }
+        let values = specs::checked(t, spec, self.action_space.flat_dim())
+            .map_err(|e| refuse(Code::InvalidArgument, format!("action: {e}")))?;
         Ok(match self.action_space {
             Space::Discrete(_) => ActionValue::Discrete(values[0] as usize),
             _ => ActionValue::Continuous(values.iter().map(|&x| x as f32).collect()),
