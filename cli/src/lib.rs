@@ -1,8 +1,10 @@
 //! The `shoal` command's library: `shoal train` (a learner plus N actor processes on loopback),
-//! `shoal envs`, and the tools for results: [`plot`] (learning curves as PNG) and [`policy`]
+//! `shoal envs`, [`demos`] (demonstrations of text tasks for `shoal pretrain`), and the tools
+//! for results: [`plot`] (learning curves as PNG) and [`policy`]
 //! (`shoal eval`, `shoal export`), [`runs`] (`shoal runs`). The binary only parses arguments, sets up tracing and calls
 //! these.
 
+pub mod demos;
 pub mod plot;
 pub mod policy;
 pub mod runs;

@@ -119,6 +119,54 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:50052")]
         listen: SocketAddr,
     },
+    /// Supervised warm start of a text task's policy: next-token prediction (teacher forcing,
+    /// cross-entropy) on demonstrations, `PROMPT=ANSWER` per line. Writes a run directory
+    /// whose final checkpoint `shoal train --init` starts from and `shoal eval` evaluates.
+    Pretrain {
+        /// Run config (TOML): the text task (`env_id`), the model and the seed.
+        #[arg(value_name = "CONFIG")]
+        config: PathBuf,
+        /// The demonstrations file.
+        #[arg(long, value_name = "FILE")]
+        data: PathBuf,
+        /// The run directory to write.
+        #[arg(long, value_name = "DIR")]
+        run_dir: PathBuf,
+        /// Replace a run the directory holds.
+        #[arg(long)]
+        overwrite: bool,
+        /// Passes over the demonstrations.
+        #[arg(long, default_value_t = 20)]
+        epochs: usize,
+        /// Tokens per gradient step.
+        #[arg(long, default_value_t = 256)]
+        batch_size: usize,
+        /// Adam's learning rate.
+        #[arg(long, default_value_t = 1e-3)]
+        learning_rate: f64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write demonstrations of a text task (`PROMPT=ANSWER` per line) for `shoal pretrain`,
+    /// a share of them deliberately wrong.
+    Demos {
+        /// The text task with its settings, e.g. `Text-Addition-v0?length=2`.
+        #[arg(value_name = "ENV_ID")]
+        env: String,
+        /// How many.
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        /// The share that is wrong (one character changed), 0 to 1.
+        #[arg(long, default_value_t = 0.0)]
+        corrupt: f64,
+        /// Seed of the prompts and of the corruption.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The file to write (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Ask a learner whether it is serving (the standard gRPC health service); exit status 0
     /// when it is. For container health checks and probes.
     Health(HealthArgs),
@@ -227,6 +275,62 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", Token::generate()?.expose());
             return Ok(());
         }
+        Cmd::Demos {
+            env,
+            count,
+            corrupt,
+            seed,
+            out,
+        } => {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(corrupt),
+                "--corrupt {corrupt}: the share of wrong demonstrations is 0 to 1"
+            );
+            let text = shoal::demos::demonstrations(env, *count, *corrupt, *seed)?;
+            match out {
+                Some(path) => std::fs::write(path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => print!("{text}"),
+            }
+            return Ok(());
+        }
+        Cmd::Pretrain {
+            config,
+            data,
+            run_dir,
+            overwrite,
+            epochs,
+            batch_size,
+            learning_rate,
+            json,
+        } => {
+            let config = shoal_common::config::RunConfig::load(config)?;
+            let report =
+                shoal_learner::pretrain::pretrain(shoal_learner::pretrain::PretrainOptions {
+                    config,
+                    data: data.clone(),
+                    run_dir: run_dir.clone(),
+                    overwrite: *overwrite,
+                    epochs: *epochs,
+                    batch_size: *batch_size,
+                    learning_rate: *learning_rate,
+                })?;
+            if *json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                let last = report.epochs.last();
+                println!(
+                    "{}: {} demonstrations, {} tokens, {} epochs, final loss {:.4}, token accuracy {:.4}",
+                    report.checkpoint.display(),
+                    report.examples,
+                    report.tokens,
+                    report.epochs.len(),
+                    last.map_or(f64::NAN, |e| e.loss),
+                    last.map_or(f64::NAN, |e| e.token_accuracy)
+                );
+            }
+            return Ok(());
+        }
         Cmd::Runs { dir } => {
             let rows = shoal::runs::list(dir)
                 .with_context(|| format!("cannot list runs in {}", dir.display()))?;
@@ -328,6 +432,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             | Cmd::Runs { .. }
             | Cmd::Plot { .. }
             | Cmd::Eval { .. }
+            | Cmd::Pretrain { .. }
+            | Cmd::Demos { .. }
             | Cmd::Export { .. } => {
                 unreachable!("handled above")
             }

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, TensorView};
 use shoal_common::config::RunConfig;
 use shoal_common::evaluate::{Episode, evaluate_deterministic, mean_std};
-use shoal_common::model::{ActionHead, ModelSpec};
+use shoal_common::model::{ActionHead, EncoderKind, Input, ModelSpec};
 use shoal_common::normalize::Normalizer;
 use shoal_learner::LearnerError;
 use shoal_learner::checkpoint::{self, Checkpoint};
@@ -158,8 +158,24 @@ impl LoadedPolicy {
             (
                 "image_shape",
                 self.spec
-                    .image
+                    .image()
                     .map_or_else(String::new, |s| serde_json::to_string(&s).expect("json")),
+            ),
+            (
+                "token_shape",
+                match self.spec.input {
+                    Input::Tokens { length, vocab } => format!("[{length}, {vocab}]"),
+                    _ => String::new(),
+                },
+            ),
+            (
+                "transformer",
+                match self.spec.encoder {
+                    EncoderKind::Transformer => {
+                        serde_json::to_string(&self.spec.sequence).expect("json")
+                    }
+                    _ => String::new(),
+                },
             ),
             (
                 "hidden",

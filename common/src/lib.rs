@@ -19,6 +19,7 @@
 //! - [`codec`]: parameters as little-endian `f32` bytes, layouts and fingerprints.
 //! - [`returns`]: GAE and n-step returns as pure functions, and the `[T, N]` column helpers.
 //! - [`vtrace`]: V-trace targets and advantages (IMPALA) as a pure function.
+//! - [`kl_leash`]: the per-step KL penalty against a reference policy and its adaptive β.
 //! - [`rollout`]: the rollout domain type and its validation (PPO, IMPALA, and A3C's actor
 //!   side).
 //! - [`gradient`]: the pushed-gradient domain type and its validation (A3C).
@@ -41,6 +42,7 @@ pub mod episodes;
 pub mod evaluate;
 pub mod exploration;
 pub mod gradient;
+pub mod kl_leash;
 pub mod logging;
 pub mod model;
 pub mod normalize;

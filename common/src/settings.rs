@@ -5,7 +5,7 @@ use thiserror::Error;
 use crate::codec::{ParamEntry, ParamLayout};
 use crate::config::{self, AlgorithmKind, Range};
 use crate::env::{EnvError, EnvSpec, VecEnv};
-use crate::model::{ActionHead, Activation, EncoderKind, ModelSpec};
+use crate::model::{ActionHead, Activation, EncoderKind, Input, ModelSpec, SequenceShape};
 use crate::normalize::NormalizeSettings;
 use crate::proto;
 
@@ -239,9 +239,22 @@ pub fn model_spec_to_proto(spec: &ModelSpec) -> proto::ModelSpec {
         hidden: spec.hidden.iter().map(|&h| h as u32).collect(),
         activation: spec.activation.name().to_string(),
         image_shape: spec
-            .image
+            .image()
             .map_or_else(Vec::new, |s| s.iter().map(|&d| d as u32).collect()),
         encoder: spec.encoder.name().to_string(),
+        token_shape: match spec.input {
+            Input::Tokens { length, vocab } => vec![length as u32, vocab as u32],
+            _ => Vec::new(),
+        },
+        transformer: (spec.encoder == EncoderKind::Transformer).then(|| {
+            let t = spec.sequence;
+            proto::TransformerShape {
+                width: t.width as u32,
+                depth: t.depth as u32,
+                heads: t.heads as u32,
+                feed_forward: t.feed_forward as u32,
+            }
+        }),
         params: spec
             .layout()
             .entries()
@@ -261,7 +274,7 @@ impl ActorSettings {
     pub fn open_envs(&self) -> Result<VecEnv, EnvError> {
         let venv = crate::sources::open(&self.env, self.num_envs, self.seed)?;
         let space = venv.observation_space();
-        if space.flat_dim() != self.model.obs_dim || space.image_shape() != self.model.image {
+        if space.flat_dim() != self.model.obs_dim || Input::of(space) != self.model.input {
             return Err(EnvError::ModelMismatch {
                 env: self.env.to_string(),
                 space: space.to_string(),
@@ -304,18 +317,35 @@ impl ActorSettings {
                 invalid(&format!("unknown encoder `{}`", crate::text::bounded(name)))
             })?,
         };
-        let image = match m.image_shape[..] {
-            [] => None,
-            [c, h, w] => Some([c as usize, h as usize, w as usize]),
-            _ => return Err(invalid("image_shape must be [C, H, W]")),
+        let input = match (&m.image_shape[..], &m.token_shape[..]) {
+            ([], []) => Input::Vector,
+            (&[c, h, w], []) => Input::Image([c as usize, h as usize, w as usize]),
+            ([], &[length, vocab]) => Input::Tokens {
+                length: length as usize,
+                vocab: vocab as usize,
+            },
+            _ => {
+                return Err(invalid(
+                    "image_shape must be [C, H, W] or token_shape [L, V], not both",
+                ));
+            }
         };
+        let sequence = m
+            .transformer
+            .map_or_else(SequenceShape::default, |t| SequenceShape {
+                width: t.width as usize,
+                depth: t.depth as usize,
+                heads: t.heads as usize,
+                feed_forward: t.feed_forward as usize,
+            });
         let model = ModelSpec {
             obs_dim: m.obs_dim as usize,
-            image,
+            input,
             encoder,
             action,
             hidden: m.hidden.iter().map(|&h| h as usize).collect(),
             activation,
+            sequence,
         };
         model.validate().map_err(|m| invalid(&m))?;
         let ours = model.layout();
@@ -411,7 +441,7 @@ mod tests {
     fn an_image_model_on_stacked_frames_is_accepted_as_the_learner_sent_it() {
         let spec = ModelSpec {
             obs_dim: 100,
-            image: Some([2, 10, 5]),
+            input: Input::Image([2, 10, 5]),
             encoder: EncoderKind::SmallCnn,
             ..ModelSpec::mlp(
                 100,
@@ -440,6 +470,49 @@ mod tests {
     }
 
     #[test]
+    fn a_transformer_on_token_sequences_round_trips_and_its_heads_count() {
+        let spec = ModelSpec {
+            obs_dim: 11,
+            input: Input::Tokens {
+                length: 10,
+                vocab: 40,
+            },
+            encoder: EncoderKind::Transformer,
+            sequence: SequenceShape {
+                width: 16,
+                depth: 1,
+                heads: 2,
+                feed_forward: 32,
+            },
+            ..ModelSpec::mlp(
+                11,
+                ActionHead::Categorical(40),
+                vec![64, 64],
+                Activation::Tanh,
+            )
+        };
+        let mut msg = response();
+        msg.settings.as_mut().unwrap().env_id = "Text-Reverse-v0?length=3-4".into();
+        msg.model = Some(model_spec_to_proto(&spec));
+        msg.model_fingerprint = spec.layout().fingerprint();
+        let s = ActorSettings::from_proto(&msg).unwrap();
+        assert_eq!(s.model, spec);
+        assert_eq!(s.open_envs().unwrap().obs_dim(), 11);
+        // Heads do not change a parameter shape; the fingerprint tells them apart.
+        msg.model
+            .as_mut()
+            .unwrap()
+            .transformer
+            .as_mut()
+            .unwrap()
+            .heads = 4;
+        assert!(matches!(
+            ActorSettings::from_proto(&msg),
+            Err(SettingsError::Fingerprint(_))
+        ));
+    }
+
+    #[test]
     fn envs_open_only_for_the_network_that_reads_them() {
         let mut s = ActorSettings::from_proto(&response()).unwrap();
         assert_eq!(s.env, EnvSpec::new("CartPole-v1"));
@@ -453,11 +526,11 @@ mod tests {
         // A stack the learner's image model does not count is refused too.
         s.env = EnvSpec::stacked("Catch-v0", 2);
         s.model.obs_dim = 50;
-        s.model.image = Some([1, 10, 5]);
+        s.model.input = Input::Image([1, 10, 5]);
         let err = s.open_envs().err().unwrap().to_string();
         assert!(err.contains("(2 frames stacked) observes Image"), "{err}");
         s.model.obs_dim = 100;
-        s.model.image = Some([2, 10, 5]);
+        s.model.input = Input::Image([2, 10, 5]);
         assert!(s.open_envs().is_ok());
     }
 

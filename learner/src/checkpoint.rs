@@ -314,19 +314,7 @@ pub fn load(
             want: algorithm.name(),
         });
     }
-    if meta.model_fingerprint != layout.fingerprint() {
-        return Err(CheckpointError::Layout {
-            path: dir.to_path_buf(),
-        });
-    }
-    let params_path = dir.join("params.bin");
-    let bytes = fs::read(&params_path).map_err(CheckpointError::io(&params_path))?;
-    let params = layout
-        .decode(&bytes)
-        .map_err(|source| CheckpointError::Params {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+    let params = read_params(dir, &meta, layout)?;
     let actor_id_key = match &meta.actor_id_key {
         Some(hex) => Some(IdKey::from_hex(hex).ok_or_else(|| CheckpointError::Meta {
             path: dir.to_path_buf(),
@@ -342,6 +330,32 @@ pub fn load(
         state: meta.state,
         actor_id_key,
     })
+}
+
+/// The parameters of the checkpoint in `dir`, checked against `layout`, whatever algorithm
+/// wrote it: what `shoal train --init` starts from.
+pub fn load_params(dir: &Path, layout: &ParamLayout) -> Result<Vec<f32>, CheckpointError> {
+    read_params(dir, &read_meta(dir)?, layout)
+}
+
+fn read_params(
+    dir: &Path,
+    meta: &CheckpointMeta,
+    layout: &ParamLayout,
+) -> Result<Vec<f32>, CheckpointError> {
+    if meta.model_fingerprint != layout.fingerprint() {
+        return Err(CheckpointError::Layout {
+            path: dir.to_path_buf(),
+        });
+    }
+    let params_path = dir.join("params.bin");
+    let bytes = fs::read(&params_path).map_err(CheckpointError::io(&params_path))?;
+    layout
+        .decode(&bytes)
+        .map_err(|source| CheckpointError::Params {
+            path: dir.to_path_buf(),
+            source,
+        })
 }
 
 /// The newest complete checkpoint directory under `run_dir/checkpoints/` (most updates, then

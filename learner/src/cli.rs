@@ -62,6 +62,11 @@ pub struct LearnerArgs {
     /// scrapes must send it as a bearer token.
     #[arg(long, value_name = "ADDR", env = "SHOAL_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Start from this checkpoint's parameters (a checkpoint directory, or a run directory:
+    /// its newest), e.g. what `shoal pretrain` wrote; the model must be the same. A resumed run
+    /// that has a checkpoint of its own continues from that instead.
+    #[arg(long, value_name = "CHECKPOINT")]
+    pub init: Option<PathBuf>,
 }
 
 fn parse_device(s: &str) -> Result<DeviceChoice, String> {
@@ -144,6 +149,7 @@ impl LearnerArgs {
             default_name,
             overwrite: self.overwrite,
             metrics_listen: self.metrics_listen,
+            init: self.init.clone(),
             ..LearnerOptions::new(config, run_dir)
         })
     }

@@ -11,6 +11,7 @@
 //! - [`checkpoint`]: typed checkpoints, written atomically, read back (also older formats).
 //! - [`run_dir`]: the run directory: config, metrics files, TensorBoard events.
 //! - [`grad_clip`]: global gradient-norm clipping.
+//! - [`pretrain`]: the supervised warm start of text policies (`shoal pretrain`).
 //! - [`device`]: run-time choice between wgpu (a real GPU) and flex (CPU).
 //! - [`summary`], [`options`], [`error`]: what a run reports, is started with, fails with.
 //! - [`cli`]: command-line arguments and their resolution into options.
@@ -27,6 +28,7 @@ pub mod error;
 pub mod grad_clip;
 pub mod options;
 pub mod params;
+pub mod pretrain;
 pub mod run;
 pub mod run_dir;
 pub mod summary;

@@ -54,6 +54,9 @@ pub struct LearnerOptions {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Called by the trainer thread with every status row (e.g. a progress display).
     pub on_status: Option<StatusHook>,
+    /// A new run starts from this checkpoint's parameters (a checkpoint directory or a run
+    /// directory: its newest) instead of fresh ones, e.g. after `shoal pretrain`.
+    pub init: Option<PathBuf>,
 }
 
 impl LearnerOptions {
@@ -69,6 +72,7 @@ impl LearnerOptions {
             tls: None,
             metrics_listen: None,
             on_status: None,
+            init: None,
         }
     }
 }

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_common::codec::{ParamLayout, encode_f32};
-use shoal_common::config::{ConfigError, RunConfig};
+use shoal_common::config::{AlgorithmKind, ConfigError, RunConfig};
 use shoal_common::env::Space;
-use shoal_common::model::{ActionHead, ModelSpec};
+use shoal_common::model::{ActionHead, Input, ModelSpec};
 use shoal_common::normalize::NormStats;
 use shoal_common::rng::{derive_seed, streams};
 use shoal_common::sources::{self, EnvShape};
@@ -60,28 +60,68 @@ fn model_spec_for(config: &RunConfig, shape: &EnvShape) -> Result<ModelSpec, Lea
         }
     };
     let observations = &shape.observation_space;
-    let image = observations.image_shape();
-    if image.is_some() && config.normalize.observations {
+    let input = Input::of(observations);
+    if input != Input::Vector && config.normalize.observations {
         return Err(LearnerError::Unsupported {
             env_id: config.env_id.clone(),
-            what: "observation normalisation of images (pixels are scaled to [0, 1] by the \
-                   network; set normalize.observations = false)"
+            what: "observation normalisation of images or token sequences (pixels are scaled \
+                   to [0, 1] and tokens embedded by the network; set \
+                   normalize.observations = false)"
                 .into(),
         });
     }
     let spec = ModelSpec {
         obs_dim: observations.flat_dim(),
-        image,
+        input,
         encoder: config.model.encoder,
         action,
         hidden: config.model.hidden.clone(),
         activation: config.model.activation,
+        sequence: config.model.transformer,
     };
     spec.validate().map_err(|what| LearnerError::Unsupported {
         env_id: config.env_id.clone(),
         what,
     })?;
     Ok(spec)
+}
+
+/// The file in the run directory holding the KL leash's reference parameters.
+const REFERENCE_FILE: &str = "reference.bin";
+
+/// The frozen policy of PPO's KL leash, when the run has one: a new run's starting
+/// parameters, kept in `RUN_DIR/reference.bin` so that a resumed run keeps its reference.
+fn kl_reference(
+    config: &RunConfig,
+    run_dir: &Path,
+    resumed: bool,
+    initial: &[f32],
+    layout: &ParamLayout,
+) -> Result<Option<Vec<f32>>, LearnerError> {
+    if config.algorithm != AlgorithmKind::Ppo || config.ppo.kl_ref_coef <= 0.0 {
+        return Ok(None);
+    }
+    let path = run_dir.join(REFERENCE_FILE);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| LearnerError::RunDir { path, source }
+    };
+    if resumed && path.exists() {
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        let params =
+            layout
+                .decode(&bytes)
+                .map_err(|source| checkpoint::CheckpointError::Params {
+                    path: path.clone(),
+                    source,
+                })?;
+        return Ok(Some(params));
+    }
+    // Written whole, then renamed: a crash leaves the old file or none, never half of one.
+    let tmp = run_dir.join(format!(".{REFERENCE_FILE}.tmp"));
+    std::fs::write(&tmp, encode_f32(initial)).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    Ok(Some(initial.to_vec()))
 }
 
 /// How long the learner keeps serving after the run ended so that pushing actors (A3C, DQN),
@@ -180,6 +220,7 @@ pub async fn start(
         tls,
         metrics_listen,
         on_status,
+        init,
     } = options;
     config.validate()?;
     let config = Arc::new(config);
@@ -193,10 +234,23 @@ pub async fn start(
     let counters = restored
         .as_ref()
         .map_or_else(RunCounters::default, |c| c.counters.clone());
-    let initial = match &restored {
-        Some(c) => c.params.clone(),
-        None => spec.init_params(derive_seed(config.seed, streams::MODEL_INIT)),
+    let initial = match (&restored, &init) {
+        (Some(c), _) => c.params.clone(),
+        (None, Some(path)) => {
+            if config.normalize.observations {
+                return Err(LearnerError::Usage(
+                    "--init starts from a checkpoint's parameters only, not from its observation \
+                     statistics: it needs normalize.observations = false"
+                        .into(),
+                ));
+            }
+            let (_, checkpoint) = checkpoint::locate(path)?;
+            info!(checkpoint = %checkpoint.display(), "starting from a checkpoint's parameters (--init)");
+            checkpoint::load_params(&checkpoint, &layout)?
+        }
+        (None, None) => spec.init_params(derive_seed(config.seed, streams::MODEL_INIT)),
     };
+    let reference = kl_reference(&config, dir.path(), restored.is_some(), &initial, &layout)?;
     let normalization = restored.as_ref().map_or_else(
         || NormStats::new(spec.moments_dim()),
         |c| c.normalization.clone(),
@@ -240,6 +294,7 @@ pub async fn start(
         counters: counters.clone(),
         seed,
         device: selected.device,
+        reference,
     });
     let door = Arc::new(Door {
         config: config.clone(),

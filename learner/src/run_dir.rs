@@ -172,13 +172,17 @@ pub const CONFIG_TAG: &str = "config";
 pub const RUNS_ROOT: &str = "runs";
 
 /// The files and directories a run writes; a directory holding any of them holds a run.
-const RUN_FILES: [&str; 6] = [
+/// (`reference.bin`: the KL leash's reference policy; `pretrain.json`: `shoal pretrain`'s
+/// report.)
+const RUN_FILES: [&str; 8] = [
     "config.toml",
     "summary.json",
     "metrics.jsonl",
     "metrics.csv",
     "episodes.csv",
     "checkpoints",
+    "reference.bin",
+    "pretrain.json",
 ];
 
 /// Whether `path` holds (part of) a run: another run must not write there unless told to.
@@ -233,9 +237,20 @@ pub fn default_run_dir(root: &Path, config: &RunConfig) -> PathBuf {
         .unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
+    // Ids with settings or a URL (`Text-Copy-v0?length=3`, `dm_env_rpc://host:port?env=…`)
+    // make one plain directory name.
+    let env: String = config
+        .env_id
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '-' | '_' => c,
+            _ => '_',
+        })
+        .take(80)
+        .collect();
     root.join(format!(
         "{}-{}-s{}-{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        config.env_id,
+        env,
         config.algorithm.name(),
         config.seed,
         rem / 3600,

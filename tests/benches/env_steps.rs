@@ -21,7 +21,9 @@ fn main() {
             .map(|_| match &space {
                 Space::Discrete(n) => rng.below(*n) as f32,
                 Space::Box { low, high } => rng.uniform(low[0], high[0]) as f32,
-                Space::Image { .. } => unreachable!("no environment acts with images"),
+                Space::Image { .. } | Space::Tokens { .. } => {
+                    unreachable!("no environment acts with images or tokens")
+                }
             })
             .collect();
         e.reset(&mut rng, &mut obs);
@@ -31,7 +33,9 @@ fn main() {
             let step = match space {
                 Space::Discrete(_) => e.step(Action::Discrete(*a as usize), &mut obs),
                 Space::Box { .. } => e.step(Action::Continuous(std::slice::from_ref(a)), &mut obs),
-                Space::Image { .. } => unreachable!("no environment acts with images"),
+                Space::Image { .. } | Space::Tokens { .. } => {
+                    unreachable!("no environment acts with images or tokens")
+                }
             };
             checksum += step.reward;
             if step.terminated || step.truncated {

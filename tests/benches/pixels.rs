@@ -46,11 +46,12 @@ fn wire_bytes(obs_dim: usize, format: ObsFormat) -> f64 {
 fn spec(image: [usize; 3], encoder: EncoderKind) -> ModelSpec {
     ModelSpec {
         obs_dim: image.iter().product(),
-        image: Some(image),
+        input: shoal_common::model::Input::Image(image),
         encoder,
         action: ActionHead::Categorical(4),
         hidden: vec![64, 64],
         activation: Activation::Relu,
+        sequence: Default::default(),
     }
 }
 

@@ -445,6 +445,49 @@ pub fn collect_batch(
     Batch::from_rollouts(&collected, config.ppo.gamma, config.ppo.gae_lambda)
 }
 
+/// Runs `shoal ARGS` in the repository root; its standard output.
+///
+/// # Panics
+/// When it fails (its stderr is in the message).
+pub fn shoal_ok(args: &[&str]) -> String {
+    let out = std::process::Command::new(shoal_exe())
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("shoal runs");
+    assert!(
+        out.status.success(),
+        "shoal {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// `episodes` deterministic (greedy) episodes of `env` with the final checkpoint of the run in
+/// `run_dir`, seeded with 12,345 (a seed no training actor uses).
+///
+/// # Panics
+/// When the checkpoint cannot be read or the environment built.
+pub fn final_policy_episodes(
+    config: &RunConfig,
+    run_dir: &std::path::Path,
+    env: &shoal_common::env::EnvSpec,
+    episodes: usize,
+) -> Vec<shoal_common::evaluate::Episode> {
+    let spec = shoal_learner::model_spec(config).expect("model spec");
+    let bytes = std::fs::read(run_dir.join("checkpoints/final/params.bin")).expect("params");
+    let params = spec.layout().decode(&bytes).expect("params of the model");
+    shoal_common::evaluate::evaluate_deterministic(
+        &spec,
+        &params,
+        &Normalizer::off(spec.moments_dim()),
+        env,
+        episodes,
+        12_345,
+    )
+    .expect("evaluation")
+}
+
 /// Runs `shoal train CONFIG --actors ACTORS --device flex --seed SEED --json` (config relative to the
 /// repository root) in a fresh run directory, as a user would; returns the JSON summary it prints
 /// and the wall-clock seconds from launch to exit.

@@ -433,7 +433,7 @@ fn dqn_plays_atari_breakout_through_the_bridge() {
         bridge.address
     );
     let spec = shoal_learner::model_spec(&config).unwrap();
-    assert_eq!(spec.image, Some([4, 84, 84]));
+    assert_eq!(spec.image(), Some([4, 84, 84]));
     assert_eq!(spec.encoder.name(), "nature_cnn");
     let dir = temp_dir("env-rpc-breakout");
     let run = train(&config, &dir);

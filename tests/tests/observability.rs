@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use burn::tensor::{Device, Tensor, TensorData};
-use shoal_tests::{TEST_TOKEN, cartpole_config, free_port, repo_root, shoal_exe, temp_dir};
+use shoal_tests::{
+    TEST_TOKEN, cartpole_config, free_port, repo_root, shoal_exe, shoal_ok, temp_dir,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `GET path` over HTTP/1.1; the status code and the body.
@@ -29,20 +31,6 @@ async fn http_get(addr: &str, path: &str, token: Option<&str>) -> Option<(u16, S
 fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
-fn shoal(args: &[&str]) -> String {
-    let out = Command::new(shoal_exe())
-        .args(args)
-        .current_dir(repo_root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "shoal {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The PNG's width and height (from its IHDR chunk).
@@ -223,13 +211,13 @@ async fn a_cartpole_run_exports_metrics_plots_evaluates_and_exports_its_policy()
     } else {
         println!("SKIPPED the TensorBoard read-back: no Python venv (scripts/install-deps)");
     }
-    shoal(&["plot", run_dir.to_str().unwrap()]);
+    shoal_ok(&["plot", run_dir.to_str().unwrap()]);
     assert_eq!(png_size(&run_dir.join("plot.png")), (1800, 1000));
 
     // Acceptance 3: the greedy policy of the final checkpoint over 100 episodes.
     let checkpoint = run_dir.join("checkpoints/final");
     let record = dir.join("episodes.csv");
-    let report: serde_json::Value = serde_json::from_str(&shoal(&[
+    let report: serde_json::Value = serde_json::from_str(&shoal_ok(&[
         "eval",
         checkpoint.to_str().unwrap(),
         "--episodes",
@@ -249,7 +237,7 @@ async fn a_cartpole_run_exports_metrics_plots_evaluates_and_exports_its_policy()
 
     // Export, reload, identical action probabilities.
     let exported = dir.join("policy.safetensors");
-    shoal(&[
+    shoal_ok(&[
         "export",
         checkpoint.to_str().unwrap(),
         "--out",

@@ -7,25 +7,13 @@ use std::process::Command;
 use burn::tensor::{Device, Tensor, TensorData};
 use shoal_common::config::RunConfig;
 use shoal_common::env::VecEnv;
-use shoal_common::evaluate::{evaluate_deterministic, mean_std};
-use shoal_common::normalize::Normalizer;
-use shoal_tests::{repo_root, shoal_exe, temp_dir, train_with_actors};
+use shoal_common::evaluate::mean_std;
+use shoal_tests::{final_policy_episodes, repo_root, shoal_exe, temp_dir, train_with_actors};
 
 /// The greedy policy of the run's final checkpoint: mean return over `episodes` episodes drawn
 /// from a fixed seed that no training actor uses.
 fn greedy_mean_return(config: &RunConfig, run_dir: &std::path::Path, episodes: usize) -> f64 {
-    let spec = shoal_learner::model_spec(config).unwrap();
-    let bytes = std::fs::read(run_dir.join("checkpoints/final/params.bin")).unwrap();
-    let params = spec.layout().decode(&bytes).unwrap();
-    let eps = evaluate_deterministic(
-        &spec,
-        &params,
-        &Normalizer::off(spec.moments_dim()),
-        &config.env(),
-        episodes,
-        12_345,
-    )
-    .unwrap();
+    let eps = final_policy_episodes(config, run_dir, &config.env(), episodes);
     let returns: Vec<f64> = eps.iter().map(|e| e.episode_return).collect();
     mean_std(&returns).0
 }
@@ -152,7 +140,7 @@ async fn impala_catches_the_ball_from_stacked_frames() {
     let mut config = load("catch-impala.toml");
     config.frame_stack = 2;
     assert_eq!(
-        shoal_learner::model_spec(&config).unwrap().image,
+        shoal_learner::model_spec(&config).unwrap().image(),
         Some([2, 10, 5])
     );
     let (summary, run_dir) = train_with_actors(config.clone(), "pixels-impala-catch", 2).await;
@@ -189,12 +177,12 @@ async fn dqn_breaks_bricks_from_pixels() {
 #[test]
 fn the_catch_model_is_a_cnn_on_bytes() {
     let spec = shoal_learner::model_spec(&load("catch-dqn.toml")).unwrap();
-    assert_eq!(spec.image, Some([1, 10, 5]));
+    assert_eq!(spec.image(), Some([1, 10, 5]));
     assert_eq!(spec.obs_format(), shoal_common::obs::ObsFormat::U8);
     let model = spec.build(&spec.init_params(1), &Device::flex());
     assert_eq!(model.layout().entries(), spec.layout().entries());
     let vector = shoal_common::model::ModelSpec {
-        image: None,
+        input: shoal_common::model::Input::Vector,
         encoder: shoal_common::model::EncoderKind::Mlp,
         hidden: vec![64, 64],
         ..spec.clone()

@@ -39,6 +39,12 @@ pub struct PpoConfig {
     pub norm_adv: bool,
     /// Adam ε.
     pub adam_eps: f64,
+    /// β of the KL leash: each step's reward gets −β·(log π − log π_ref) against the frozen
+    /// policy the run started from (`shoal train --init`); 0 turns it off.
+    pub kl_ref_coef: f64,
+    /// The KL to the reference (nats per step) that β is adapted towards after each update
+    /// (Ziegler et al. 2019); 0 keeps β fixed.
+    pub kl_ref_target: f64,
 }
 
 impl Default for PpoConfig {
@@ -58,6 +64,8 @@ impl Default for PpoConfig {
             num_minibatches: 4,
             norm_adv: true,
             adam_eps: 1e-5,
+            kl_ref_coef: 0.0,
+            kl_ref_target: 0.0,
         }
     }
 }
@@ -99,6 +107,8 @@ impl PpoConfig {
                 ),
             ));
         }
+        s.check("kl_ref_coef", self.kl_ref_coef, Range::NON_NEGATIVE)?;
+        s.check("kl_ref_target", self.kl_ref_target, Range::NON_NEGATIVE)?;
         s.check("adam_eps", self.adam_eps, Range::POSITIVE)
     }
 }

@@ -19,10 +19,12 @@ mod frame_stack;
 pub mod gridworld;
 pub mod min_breakout;
 mod mountain_car;
+mod options;
 mod paddle;
 mod pendulum;
 mod remote_error;
 mod spec;
+pub mod text;
 mod vec_env;
 
 pub use acrobot::Acrobot;
@@ -31,6 +33,7 @@ pub use catch::Catch;
 pub use frame_stack::FrameStack;
 pub use min_breakout::MinBreakout;
 pub use mountain_car::{MountainCar, MountainCarContinuous};
+pub use options::{Options, split_id};
 pub use pendulum::Pendulum;
 pub use remote_error::RemoteError;
 pub use spec::{EnvSpec, MAX_FRAME_STACK};
@@ -63,6 +66,15 @@ pub enum Space {
         /// W.
         width: usize,
     },
+    /// A token sequence: `length` token ids (each below `vocab`, padded with id 0 after the
+    /// text), then the text's length. Values travel as one byte each, like pixels; the network
+    /// embeds the ids (see [`text`]).
+    Tokens {
+        /// Token ids in one observation (the longest text).
+        length: usize,
+        /// Size of the vocabulary.
+        vocab: usize,
+    },
 }
 
 impl Space {
@@ -84,6 +96,7 @@ impl Space {
                 height,
                 width,
             } => channels * height * width,
+            Space::Tokens { length, .. } => length + 1,
         }
     }
 
@@ -98,6 +111,14 @@ impl Space {
             _ => None,
         }
     }
+
+    /// `(length, vocab)` of a token-sequence space, `None` for other spaces.
+    pub fn token_shape(&self) -> Option<(usize, usize)> {
+        match *self {
+            Space::Tokens { length, vocab } => Some((length, vocab)),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for Space {
@@ -109,6 +130,9 @@ impl std::fmt::Display for Space {
                 height,
                 width,
             } => write!(f, "Image(u8, shape=({channels}, {height}, {width}))"),
+            Space::Tokens { length, vocab } => {
+                write!(f, "Tokens(u8, length={length}, vocab={vocab})")
+            }
             Space::Box { low, high } => {
                 // Huge bounds (f32::MAX stands for "unbounded" in Gymnasium) as 3.4028e38,
                 // not 39 digits.
@@ -200,6 +224,14 @@ pub enum EnvError {
     /// A state for [`Env::reset_to`] that the environment cannot be in (a value out of range).
     #[error("invalid state: {0}")]
     InvalidState(String),
+    /// Settings after the id that the environment does not take.
+    #[error("environment `{id}`: {why}")]
+    Options {
+        /// The id with its settings (bounded).
+        id: String,
+        /// Which setting and why.
+        why: String,
+    },
     /// [`FrameStack`] cannot wrap this environment.
     #[error("cannot stack frames: {0}")]
     FrameStack(String),
@@ -237,7 +269,21 @@ pub struct EnvInfo {
     pub max_episode_steps: Option<usize>,
     /// Smallest and largest reward of one step (what episode returns are checked against).
     pub reward_range: (f64, f64),
-    make: fn() -> Box<dyn Env>,
+    /// Builds the environment from the settings after its id.
+    make: fn(Options) -> Result<Box<dyn Env>, EnvError>,
+    /// The text task, for a text environment.
+    pub text: Option<text::TextTask>,
+}
+
+/// An environment without settings: refuses any.
+fn plain(options: Options, env: Box<dyn Env>) -> Result<Box<dyn Env>, EnvError> {
+    options.finish()?;
+    Ok(env)
+}
+
+/// A text task with the settings given.
+fn text_task(task: text::TextTask, options: Options) -> Result<Box<dyn Env>, EnvError> {
+    Ok(Box::new(text::TextEnv::new(task, options)?))
 }
 
 /// Pendulum's largest cost of one step: θ = π, θ̇ at its limit 8, torque 2.
@@ -251,57 +297,96 @@ const REGISTRY: &[EnvInfo] = &[
         id: "CartPole-v1",
         max_episode_steps: Some(500),
         reward_range: (0.0, 1.0),
-        make: || Box::new(CartPole::default()),
+        make: |o| plain(o, Box::new(CartPole::default())),
+        text: None,
     },
     EnvInfo {
         id: "Acrobot-v1",
         max_episode_steps: Some(500),
         reward_range: (-1.0, 0.0),
-        make: || Box::new(Acrobot::default()),
+        make: |o| plain(o, Box::new(Acrobot::default())),
+        text: None,
     },
     EnvInfo {
         id: "MountainCar-v0",
         max_episode_steps: Some(200),
         reward_range: (-1.0, -1.0),
-        make: || Box::new(MountainCar::default()),
+        make: |o| plain(o, Box::new(MountainCar::default())),
+        text: None,
     },
     EnvInfo {
         id: "MountainCarContinuous-v0",
         max_episode_steps: Some(999),
         reward_range: (f64::NEG_INFINITY, 100.0),
-        make: || Box::new(MountainCarContinuous::default()),
+        make: |o| plain(o, Box::new(MountainCarContinuous::default())),
+        text: None,
     },
     EnvInfo {
         id: "Pendulum-v1",
         max_episode_steps: Some(200),
         reward_range: (-PENDULUM_MAX_COST, 0.0),
-        make: || Box::new(Pendulum::default()),
+        make: |o| plain(o, Box::new(Pendulum::default())),
+        text: None,
     },
     EnvInfo {
         id: "GridWorld-3x3",
         max_episode_steps: Some(100),
         reward_range: (-1.0, 1.0),
-        make: || Box::new(gridworld::GridWorld::new(gridworld::GRID_3X3)),
+        make: |o| plain(o, Box::new(gridworld::GridWorld::new(gridworld::GRID_3X3))),
+        text: None,
     },
     EnvInfo {
         id: "GridWorld-4x4",
         max_episode_steps: Some(100),
         reward_range: (-1.0, 1.0),
-        make: || Box::new(gridworld::GridWorld::new(gridworld::GRID_4X4)),
+        make: |o| plain(o, Box::new(gridworld::GridWorld::new(gridworld::GRID_4X4))),
+        text: None,
     },
     // Every Catch episode ends by itself after 9 steps.
     EnvInfo {
         id: "Catch-v0",
         max_episode_steps: None,
         reward_range: (-1.0, 1.0),
-        make: || Box::new(Catch::default()),
+        make: |o| plain(o, Box::new(Catch::default())),
+        text: None,
     },
     // At most one brick breaks per step.
     EnvInfo {
         id: "MinBreakout-v0",
         max_episode_steps: Some(1000),
         reward_range: (0.0, 1.0),
-        make: || Box::new(MinBreakout::default()),
+        make: |o| plain(o, Box::new(MinBreakout::default())),
+        text: None,
+    },
+    // Text tasks (settings after the id, see `text`): episodes end by themselves; the reward
+    // is 1 for a right answer, partial credit minus a length penalty (each at most 1) otherwise.
+    EnvInfo {
+        id: "Text-Copy-v0",
+        max_episode_steps: None,
+        reward_range: (-1.0, 1.0),
+        make: |o| text_task(text::COPY, o),
+        text: Some(text::COPY),
+    },
+    EnvInfo {
+        id: "Text-Reverse-v0",
+        max_episode_steps: None,
+        reward_range: (-1.0, 1.0),
+        make: |o| text_task(text::REVERSE, o),
+        text: Some(text::REVERSE),
+    },
+    EnvInfo {
+        id: "Text-Addition-v0",
+        max_episode_steps: None,
+        reward_range: (-1.0, 1.0),
+        make: |o| text_task(text::ADDITION, o),
+        text: Some(text::ADDITION),
+    },
+    EnvInfo {
+        id: "Text-Palindrome-v0",
+        max_episode_steps: None,
+        reward_range: (-1.0, 1.0),
+        make: |o| text_task(text::PALINDROME, o),
+        text: Some(text::PALINDROME),
     },
 ];
 
@@ -310,8 +395,9 @@ pub fn registry() -> &'static [EnvInfo] {
     REGISTRY
 }
 
-/// The registry entry of `id`.
+/// The registry entry of `id` (settings after a `?` are ignored).
 pub fn info(id: &str) -> Result<&'static EnvInfo, EnvError> {
+    let id = split_id(id).0;
     REGISTRY
         .iter()
         .find(|info| info.id == id)
@@ -321,10 +407,17 @@ pub fn info(id: &str) -> Result<&'static EnvInfo, EnvError> {
         })
 }
 
-/// Builds the environment registered as `id`, wrapped in its time limit.
+/// Builds the environment registered as `id` (with the settings after a `?`), wrapped in its
+/// time limit.
 pub fn make(id: &str) -> Result<Box<dyn Env>, EnvError> {
     let info = info(id)?;
-    Ok(with_time_limit(info, (info.make)()))
+    Ok(with_time_limit(info, build(info, id)?))
+}
+
+/// The environment of `info` with the settings of `id`.
+fn build(info: &EnvInfo, id: &str) -> Result<Box<dyn Env>, EnvError> {
+    let options = Options::parse(&crate::text::bounded_to(id, 200), split_id(id).1)?;
+    (info.make)(options)
 }
 
 /// `env` inside the time limit of its registry entry, if it has one.
@@ -345,7 +438,7 @@ pub fn make_stacked(id: &str, frame_stack: usize) -> Result<Box<dyn Env>, EnvErr
         return make(id);
     }
     let info = info(id)?;
-    let env = FrameStack::new((info.make)(), frame_stack).map_err(|err| match err {
+    let env = FrameStack::new(build(info, id)?, frame_stack).map_err(|err| match err {
         EnvError::FrameStack(why) => EnvError::FrameStack(format!("`{id}`: {why}")),
         other => other,
     })?;
@@ -466,7 +559,7 @@ mod tests {
                             .collect();
                         Action::Continuous(&continuous)
                     }
-                    Space::Image { .. } => panic!("{}: an image action space", info.id),
+                    other => panic!("{}: the action space {other}", info.id),
                 };
                 let step = env.step(action, &mut obs);
                 let (low, high) = info.reward_range;

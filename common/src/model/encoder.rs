@@ -4,8 +4,8 @@
 //!
 //! An encoder is a variant of [`Encoder`] (a burn module, so its parameters are visited,
 //! transferred and optimised like the heads') plus an [`EncoderKind`] in the config that says
-//! how to build it. A new encoder (e.g. a token embedding and a causal transformer) is one more
-//! variant of each, with its layer shapes in [`EncoderKind`].
+//! how to build it. A new encoder is one more variant of each; the token embedding and causal
+//! transformer (`transformer`, [`super::sequence`]) is the latest.
 
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
@@ -13,6 +13,8 @@ use burn::nn::{Linear, PaddingConfig2d};
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
+
+use super::sequence::SequenceEncoder;
 
 /// Which encoder a model has, as the run config's `[model] encoder` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -27,6 +29,9 @@ pub enum EncoderKind {
     NatureCnn,
     /// For small images (Catch, MinBreakout): 16 filters 3×3 stride 1, then 128 units.
     SmallCnn,
+    /// For token sequences: token embedding, learned positions and a causal transformer of
+    /// `[model.transformer]`'s size ([`super::sequence`]).
+    Transformer,
 }
 
 /// One convolution of a convolutional encoder (no padding).
@@ -66,10 +71,11 @@ const SMALL: &[ConvLayer] = &[ConvLayer {
 
 impl EncoderKind {
     /// Every kind, in documentation order.
-    pub const ALL: [EncoderKind; 3] = [
+    pub const ALL: [EncoderKind; 4] = [
         EncoderKind::Mlp,
         EncoderKind::NatureCnn,
         EncoderKind::SmallCnn,
+        EncoderKind::Transformer,
     ];
 
     /// The name used in configs and on the wire.
@@ -78,6 +84,7 @@ impl EncoderKind {
             EncoderKind::Mlp => "mlp",
             EncoderKind::NatureCnn => "nature_cnn",
             EncoderKind::SmallCnn => "small_cnn",
+            EncoderKind::Transformer => "transformer",
         }
     }
 
@@ -89,17 +96,17 @@ impl EncoderKind {
     /// The convolutions of a convolutional encoder, input first (none for `mlp`).
     pub fn conv_layers(self) -> &'static [ConvLayer] {
         match self {
-            EncoderKind::Mlp => &[],
+            EncoderKind::Mlp | EncoderKind::Transformer => &[],
             EncoderKind::NatureCnn => NATURE,
             EncoderKind::SmallCnn => SMALL,
         }
     }
 
     /// Width of the fully connected layer after the convolutions (the features both heads
-    /// read); `None` for `mlp`.
+    /// read); `None` for `mlp` and for the transformer (whose width is configured).
     pub fn features(self) -> Option<usize> {
         match self {
-            EncoderKind::Mlp => None,
+            EncoderKind::Mlp | EncoderKind::Transformer => None,
             EncoderKind::NatureCnn => Some(512),
             EncoderKind::SmallCnn => Some(128),
         }
@@ -179,6 +186,8 @@ pub(crate) fn conv2d(
 pub enum Encoder {
     /// `nature_cnn` or `small_cnn`.
     Conv(ConvEncoder),
+    /// `transformer`.
+    Sequence(SequenceEncoder),
 }
 
 impl Encoder {
@@ -186,6 +195,7 @@ impl Encoder {
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         match self {
             Encoder::Conv(conv) => conv.forward(x),
+            Encoder::Sequence(sequence) => sequence.forward(x),
         }
     }
 }

@@ -12,20 +12,26 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::encoder::{ConvEncoder, Encoder, EncoderKind, conv2d};
+use super::input::Input;
 use super::network::{Activation, ActorCritic, Mlp};
+use super::orthogonal::orthogonal;
 use super::policy::ActionHead;
+use super::sequence::SequenceShape;
 use crate::codec::{ParamEntry, ParamLayout};
 use crate::obs::ObsFormat;
 use crate::rng::Rng;
 
+/// Most parameters of a transformer model (a bound on what a registration response can make
+/// an actor allocate): 64M `f32`, 256 MB.
+pub const MAX_SEQUENCE_PARAMS: usize = 64 << 20;
+
 /// Everything needed to build the network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelSpec {
-    /// Observation size (C·H·W for images).
+    /// Observation size (C·H·W for images, L + 1 for token sequences).
     pub obs_dim: usize,
-    /// `[C, H, W]` when observations are `u8` images (scaled to `[0, 1]` by the network's first
-    /// operation), `None` for `f32` vectors.
-    pub image: Option<[usize; 3]>,
+    /// What the observations are: vectors, images or token sequences.
+    pub input: Input,
     /// The encoder both heads read (`mlp`: none, each head is an MLP on the observation).
     pub encoder: EncoderKind,
     /// The action distribution.
@@ -36,6 +42,8 @@ pub struct ModelSpec {
     pub hidden: Vec<usize>,
     /// Hidden-layer non-linearity of the heads.
     pub activation: Activation,
+    /// The transformer's size (the `transformer` encoder only).
+    pub sequence: SequenceShape,
 }
 
 impl ModelSpec {
@@ -48,18 +56,24 @@ impl ModelSpec {
     ) -> Self {
         Self {
             obs_dim,
-            image: None,
+            input: Input::Vector,
             encoder: EncoderKind::Mlp,
             action,
             hidden,
             activation,
+            sequence: SequenceShape::default(),
         }
     }
 
+    /// `[C, H, W]` of image observations.
+    pub fn image(&self) -> Option<[usize; 3]> {
+        self.input.image()
+    }
+
     /// Checks that the encoder fits the observations: convolutional encoders need images large
-    /// enough for their kernels.
+    /// enough for their kernels, token sequences need the transformer and it needs them.
     pub fn validate(&self) -> Result<(), String> {
-        if let Some([c, h, w]) = self.image
+        if let Some([c, h, w]) = self.image()
             && c * h * w != self.obs_dim
         {
             return Err(format!(
@@ -67,10 +81,49 @@ impl ModelSpec {
                 self.obs_dim
             ));
         }
+        match (self.input, self.encoder) {
+            (Input::Tokens { length, vocab }, EncoderKind::Transformer) => {
+                if length + 1 != self.obs_dim || length == 0 || vocab == 0 {
+                    return Err(format!(
+                        "token sequences of {length} ids from {vocab} do not make obs_dim {}",
+                        self.obs_dim
+                    ));
+                }
+                // Ids and the length travel as one byte each.
+                if length > 255 || vocab > 256 {
+                    return Err(format!(
+                        "token sequences of {length} ids from {vocab}: at most 255 ids from 256"
+                    ));
+                }
+                self.sequence.validate()?;
+                let floats = self.layout().num_floats();
+                if floats > MAX_SEQUENCE_PARAMS {
+                    return Err(format!(
+                        "{} has {floats} parameters, more than this service trains ({MAX_SEQUENCE_PARAMS})",
+                        self.sequence.describe()
+                    ));
+                }
+                return Ok(());
+            }
+            (Input::Tokens { .. }, other) => {
+                return Err(format!(
+                    "the observations are token sequences, which encoder `{}` cannot read; use \
+                     encoder = \"transformer\"",
+                    other.name()
+                ));
+            }
+            (_, EncoderKind::Transformer) => {
+                return Err(format!(
+                    "encoder `transformer` reads token sequences and the observations are {}",
+                    self.input()
+                ));
+            }
+            _ => {}
+        }
         if self.encoder == EncoderKind::Mlp {
             return Ok(());
         }
-        let Some(image) = self.image else {
+        let Some(image) = self.image() else {
             return Err(format!(
                 "encoder `{}` reads images and the observations are vectors of {} values; use                  encoder = \"mlp\"",
                 self.encoder.name(),
@@ -80,28 +133,32 @@ impl ModelSpec {
         self.encoder.conv_shapes(image).map(|_| ())
     }
 
-    /// How observations travel and are stored: bytes for images, `f32` otherwise.
+    /// How observations travel and are stored: bytes for images and tokens, `f32` otherwise.
     pub fn obs_format(&self) -> ObsFormat {
-        if self.image.is_some() {
-            ObsFormat::U8
-        } else {
-            ObsFormat::F32
-        }
+        self.input.obs_format()
     }
 
     /// Size of the observation statistics the run keeps for normalisation: the observation
-    /// size, or 0 for images (they are not normalised: the network scales pixels).
+    /// size, or 0 for images and tokens (they are not normalised: the network scales pixels
+    /// and embeds tokens).
     pub fn moments_dim(&self) -> usize {
-        if self.image.is_some() {
-            0
-        } else {
-            self.obs_dim
+        match self.input {
+            Input::Vector => self.obs_dim,
+            _ => 0,
+        }
+    }
+
+    /// Width of the shared encoder's features, `None` for `mlp`.
+    fn features(&self) -> Option<usize> {
+        match self.encoder {
+            EncoderKind::Transformer => Some(self.sequence.width),
+            kind => kind.features(),
         }
     }
 
     /// Width of the features the heads read: the encoder's, or the observation's for `mlp`.
     fn head_input(&self) -> usize {
-        self.encoder.features().unwrap_or(self.obs_dim)
+        self.features().unwrap_or(self.obs_dim)
     }
 
     /// The hidden widths of each head: `hidden` for an MLP, none on a CNN's features (the heads
@@ -121,9 +178,17 @@ impl ModelSpec {
     }
 
     /// The shared encoder's parameter shapes in layout order: per convolution its weight
-    /// `[out, in, k, k]` and bias, then the dense layer's `[in, out]` weight and bias.
+    /// `[out, in, k, k]` and bias, then the dense layer's `[in, out]` weight and bias; for the
+    /// transformer, [`SequenceShape::param_shapes`].
     fn encoder_shapes(&self) -> Vec<(String, Vec<usize>)> {
-        let (Some(image), Some(features)) = (self.image, self.encoder.features()) else {
+        if let (EncoderKind::Transformer, Input::Tokens { length, vocab }) =
+            (self.encoder, self.input)
+        {
+            return self
+                .sequence
+                .param_shapes("encoder.Sequence", length, vocab);
+        }
+        let (Some(image), Some(features)) = (self.image(), self.encoder.features()) else {
             return Vec::new();
         };
         let shapes = self
@@ -169,18 +234,23 @@ impl ModelSpec {
             entries.push(ParamEntry::new("log_std".to_string(), vec![dim]));
         }
         let layout = ParamLayout::new(entries);
-        match self.image {
-            Some(_) => layout.with_input(self.input()),
-            None => layout,
+        match self.input {
+            Input::Vector => layout,
+            _ => layout.with_input(self.input()),
         }
     }
 
-    /// What the network reads: `u8 image [C, H, W]` or `O f32 values` (an image model's is part
-    /// of its fingerprint).
+    /// What the network reads: `u8 image [C, H, W]`, `u8 tokens [L] of V with the length, ...`
+    /// or `O f32 values` (an image or token model's is part of its fingerprint: it says what
+    /// the parameter shapes do not, such as the attention heads).
     pub fn input(&self) -> String {
-        match self.image {
-            Some([c, h, w]) => format!("u8 image [{c}, {h}, {w}]"),
-            None => format!("{} f32 values", self.obs_dim),
+        match self.input {
+            Input::Image([c, h, w]) => format!("u8 image [{c}, {h}, {w}]"),
+            Input::Tokens { length, vocab } => format!(
+                "u8 tokens [{length}] of {vocab} with the length, {}",
+                self.sequence.describe()
+            ),
+            Input::Vector => format!("{} f32 values", self.obs_dim),
         }
     }
 
@@ -190,10 +260,18 @@ impl ModelSpec {
     /// policy's `log_std` starts at 0 (standard deviation 1), as in Stable-Baselines3 and CleanRL.
     /// A convolutional encoder's weights are orthogonal with gain √2 too (Stable-Baselines3's
     /// `NatureCNN`), each filter a row of `[out, in·k·k]`.
+    /// The transformer's are [`SequenceShape::init`]'s.
     pub fn init_params(&self, seed: u64) -> Vec<f32> {
         let mut rng = Rng::new(seed);
         let mut flat = Vec::with_capacity(self.layout().num_floats());
-        for (path, shape) in self.encoder_shapes() {
+        if self.encoder == EncoderKind::Transformer {
+            flat.extend(self.sequence.init(&self.encoder_shapes(), &mut rng));
+        }
+        for (path, shape) in self
+            .encoder_shapes()
+            .into_iter()
+            .filter(|_| self.encoder != EncoderKind::Transformer)
+        {
             if path.ends_with("bias") {
                 flat.extend(std::iter::repeat_n(0.0, shape[0]));
             } else if shape.len() == 4 {
@@ -247,8 +325,14 @@ impl ModelSpec {
             position += 1;
             (values, ParamId::from(position))
         };
+        let sequence = match (self.encoder, self.input) {
+            (EncoderKind::Transformer, Input::Tokens { length, vocab }) => Some(Encoder::Sequence(
+                self.sequence.build(length, vocab, device, &mut take),
+            )),
+            _ => None,
+        };
         let encoder = self
-            .image
+            .image()
             .filter(|_| self.encoder.features().is_some())
             .map(|image| {
                 // Weight and bias shapes in layout order: a pair per convolution, then the
@@ -314,11 +398,11 @@ impl ModelSpec {
             }
         };
         ActorCritic {
-            encoder,
+            encoder: sequence.or(encoder),
             actor,
             critic,
             log_std,
-            pixels: self.image.is_some(),
+            pixels: self.image().is_some(),
         }
     }
 }
@@ -330,42 +414,10 @@ fn param<const D: usize>(data: TensorData, id: ParamId, device: &Device) -> Para
     p
 }
 
-/// Orthogonal initialisation as `torch.nn.init.orthogonal_` does it for a weight of
-/// shape `[d_out, d_in]`, returned transposed in burn's `[d_in, d_out]` row-major order.
-fn orthogonal(d_in: usize, d_out: usize, gain: f64, rng: &mut Rng) -> Vec<f32> {
-    let (rows, cols) = (d_in.max(d_out), d_in.min(d_out));
-    // `cols` column vectors of length `rows`, orthonormalised by modified Gram–Schmidt.
-    let mut q: Vec<Vec<f64>> = (0..cols)
-        .map(|_| (0..rows).map(|_| rng.normal()).collect())
-        .collect();
-    for j in 0..cols {
-        let (done, rest) = q.split_at_mut(j);
-        let v = &mut rest[0];
-        for u in done.iter() {
-            let dot: f64 = v.iter().zip(u).map(|(a, b)| a * b).sum();
-            for (a, b) in v.iter_mut().zip(u) {
-                *a -= dot * b;
-            }
-        }
-        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
-        for x in v.iter_mut() {
-            *x /= norm;
-        }
-    }
-    // W (torch's [d_out, d_in]) has orthonormal columns when d_out >= d_in, rows otherwise.
-    let w = |o: usize, i: usize| if d_out >= d_in { q[i][o] } else { q[o][i] };
-    let mut out = Vec::with_capacity(d_in * d_out);
-    for i in 0..d_in {
-        for o in 0..d_out {
-            out.push((gain * w(o, i)) as f32);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::orthogonal::tests::assert_gram;
 
     fn spec() -> ModelSpec {
         ModelSpec::mlp(
@@ -408,28 +460,15 @@ mod tests {
         assert!(model.log_std().is_none());
     }
 
-    /// The `n` consecutive vectors `w` holds are orthogonal, each of squared norm `norm2`.
-    fn assert_gram(w: &[f32], n: usize, norm2: f64) {
-        let len = w.len() / n;
-        for a in 0..n {
-            for b in 0..n {
-                let dot: f64 = (0..len)
-                    .map(|i| w[a * len + i] as f64 * w[b * len + i] as f64)
-                    .sum();
-                let want = if a == b { norm2 } else { 0.0 };
-                assert!((dot - want).abs() < 1e-4, "({a},{b}) {dot}");
-            }
-        }
-    }
-
     fn nature(actions: usize) -> ModelSpec {
         ModelSpec {
             obs_dim: 4 * 84 * 84,
-            image: Some([4, 84, 84]),
+            input: Input::Image([4, 84, 84]),
             encoder: EncoderKind::NatureCnn,
             action: ActionHead::Categorical(actions),
             hidden: vec![64, 64],
             activation: Activation::Relu,
+            sequence: SequenceShape::default(),
         }
     }
 
@@ -490,7 +529,7 @@ mod tests {
     fn conv_filters_are_orthogonal_rows_and_encoders_must_fit_their_input() {
         let spec = ModelSpec {
             obs_dim: 4 * 10 * 10,
-            image: Some([4, 10, 10]),
+            input: Input::Image([4, 10, 10]),
             encoder: EncoderKind::SmallCnn,
             ..nature(3)
         };
@@ -503,7 +542,7 @@ mod tests {
         );
         let too_small = ModelSpec {
             obs_dim: 4 * 10 * 10,
-            image: Some([4, 10, 10]),
+            input: Input::Image([4, 10, 10]),
             ..nature(3)
         };
         assert!(too_small.validate().unwrap_err().contains("does not fit"));
@@ -519,12 +558,12 @@ mod tests {
     fn image_models_scale_pixels_and_say_so_in_the_fingerprint() {
         let image = ModelSpec {
             obs_dim: 3,
-            image: Some([1, 1, 3]),
+            input: Input::Image([1, 1, 3]),
             encoder: EncoderKind::Mlp,
             ..ModelSpec::mlp(3, ActionHead::Categorical(2), vec![4], Activation::Tanh)
         };
         let vector = ModelSpec {
-            image: None,
+            input: Input::Vector,
             ..image.clone()
         };
         assert_eq!(image.layout().entries(), vector.layout().entries());
@@ -546,17 +585,5 @@ mod tests {
         for (x, y) in a.iter().zip(&b) {
             assert!((x - y).abs() < 1e-6, "{a:?} vs {b:?}");
         }
-    }
-
-    #[test]
-    fn orthogonal_init_is_orthogonal_with_gain() {
-        let mut rng = Rng::new(0);
-        // d_in=4, d_out=64: torch weight [64, 4] has orthonormal columns, so W^T W = g^2 I.
-        assert_gram(&orthogonal(4, 64, 2.0, &mut rng), 4, 4.0);
-        // d_in=64, d_out=2: torch weight [2, 64] has orthonormal rows.
-        let w = orthogonal(64, 2, 1.0, &mut rng);
-        let dot: f64 = (0..64).map(|i| w[i * 2] as f64 * w[i * 2 + 1] as f64).sum();
-        let n0: f64 = (0..64).map(|i| (w[i * 2] as f64).powi(2)).sum();
-        assert!(dot.abs() < 1e-5 && (n0 - 1.0).abs() < 1e-5);
     }
 }

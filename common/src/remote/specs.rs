@@ -48,7 +48,9 @@ pub(crate) fn announce(
             max: Some(int32_value(*n as i32 - 1)),
         },
         Space::Box { low, high } => float_spec(ACTION, low, high),
-        Space::Image { .. } => unreachable!("no shoal environment acts with images"),
+        Space::Image { .. } | Space::Tokens { .. } => {
+            unreachable!("no shoal environment acts with images or token sequences")
+        }
     };
     let observation_spec = match observation {
         Space::Image {
@@ -62,6 +64,24 @@ pub(crate) fn announce(
             min: Some(uint8_value(0)),
             max: Some(uint8_value(255)),
         },
+        // The ids (each at most V − 1), then the text's length (at most L): a byte each
+        // (a validated model has V ≤ 256 and L ≤ 255). The bounds are what marks a token
+        // sequence for the client.
+        Space::Tokens { length, vocab } => {
+            let mut max = vec![(*vocab - 1) as u8; *length];
+            max.push(*length as u8);
+            TensorSpec {
+                name: OBSERVATION.into(),
+                shape: vec![*length as i32 + 1],
+                dtype: DataType::Uint8 as i32,
+                min: Some(uint8_value(0)),
+                max: Some(tensor_spec::Value {
+                    payload: Some(tensor_spec::value::Payload::Uint8s(payload::Uint8Array {
+                        array: max.into(),
+                    })),
+                }),
+            }
+        }
         Space::Box { low, high } => float_spec(OBSERVATION, low, high),
         Space::Discrete(n) => TensorSpec {
             name: OBSERVATION.into(),
@@ -379,11 +399,31 @@ fn observation_space(spec: &TensorSpec) -> Result<Space, RemoteError> {
             height,
             width,
         },
+        // A byte vector is a token sequence when its bounds say so, as shoal announces its
+        // text tasks: n − 1 ids with one maximum (V − 1), then the text's length, at most
+        // n − 1. Any other byte vector (Atari RAM, say) is a vector of values.
+        (DataType::Uint8, &[n]) if n >= 2 && token_bounds(spec, n)?.is_some() => Space::Tokens {
+            length: n - 1,
+            vocab: token_bounds(spec, n)?.unwrap_or(256),
+        },
         _ => {
             let (low, high) = bounds(spec, len)?;
             Space::Box { low, high }
         }
     })
+}
+
+/// The vocabulary size when the bounds of a `UINT8` `[n]` spec mark a token sequence (every id
+/// at least 0 and at most one shared V − 1, the last element at most n − 1).
+fn token_bounds(spec: &TensorSpec, n: usize) -> Result<Option<usize>, RemoteError> {
+    let (low, high) = bounds(spec, n)?;
+    let (ids, last) = high.split_at(n - 1);
+    let top = ids[0];
+    let marked = low.iter().all(|&l| l == 0.0)
+        && ids.iter().all(|&h| h == top)
+        && last[0] == (n - 1) as f64
+        && (0.0..=255.0).contains(&top);
+    Ok(marked.then(|| top as usize + 1))
 }
 
 fn action_space(spec: &TensorSpec) -> Result<(Space, ActionEncoding), RemoteError> {
@@ -483,6 +523,33 @@ mod tests {
                 (finite(info.reward_range.0), finite(info.reward_range.1))
             );
         }
+    }
+
+    /// Only bounds that mark a token sequence make a byte vector tokens: a byte vector with
+    /// plain byte bounds (Atari's RAM, say) stays a vector of values.
+    #[test]
+    fn byte_vectors_are_tokens_only_when_their_bounds_say_so() {
+        let tokens = Space::Tokens {
+            length: 9,
+            vocab: 40,
+        };
+        let announced = announce(&tokens, &Space::Discrete(40), (-1.0, 1.0));
+        let observation = announced
+            .observations
+            .values()
+            .find(|s| s.name == OBSERVATION);
+        assert_eq!(observation_space(observation.unwrap()).unwrap(), tokens);
+        let mut ram = spec(OBSERVATION, DataType::Uint8, vec![128]);
+        ram.min = Some(uint8_value(0));
+        ram.max = Some(uint8_value(255));
+        assert!(matches!(
+            observation_space(&ram).unwrap(),
+            Space::Box { .. }
+        ));
+        assert!(matches!(
+            observation_space(&spec(OBSERVATION, DataType::Uint8, vec![5])).unwrap(),
+            Space::Box { .. }
+        ));
     }
 
     fn spec(name: &str, dtype: DataType, shape: Vec<i32>) -> TensorSpec {

@@ -177,6 +177,9 @@ impl World {
                         self.obs.iter().map(|&x| x as u8).collect(),
                         &[channels, height, width],
                     ),
+                    Space::Tokens { length, .. } => {
+                        tensor::bytes(self.obs.iter().map(|&x| x as u8).collect(), &[length + 1])
+                    }
                     Space::Discrete(_) => {
                         tensor::integer(DataType::Int32, self.obs[0] as i64).expect("int32")
                     }

@@ -31,6 +31,9 @@ pub(crate) struct Setup {
     pub seed: u64,
     /// The training device.
     pub device: Device,
+    /// The frozen policy of PPO's KL leash (`ppo.kl_ref_coef` > 0): the run's starting
+    /// parameters.
+    pub reference: Option<Vec<f32>>,
 }
 
 /// A started algorithm: its admission for the edge, and the trainer thread's body.

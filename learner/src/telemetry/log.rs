@@ -97,6 +97,12 @@ pub fn compact_line(row: &StatusRow) -> String {
     if !losses.is_empty() {
         parts.push(losses.join(" "));
     }
+    if let Some(kl) = row.kl_ref {
+        let beta = row
+            .kl_ref_coef
+            .map_or(String::new(), |b| format!(" β {}", sig(b)));
+        parts.push(format!("kl_ref {}{beta}", sig(kl)));
+    }
     if let Some(g) = row.gradients_applied_per_s {
         parts.push(format!("grads {}/s", count(g)));
     }
@@ -146,6 +152,8 @@ pub fn status_line(row: &StatusRow) {
         value_loss = fixed(row.value_loss, 4),
         entropy = fixed(row.entropy, 4),
         approx_kl = fixed(row.approx_kl, 5),
+        kl_ref = fixed(row.kl_ref, 4),
+        kl_ref_coef = fixed(row.kl_ref_coef, 4),
         clipfrac = fixed(row.clipfrac, 3),
         explained_variance = fixed(row.explained_variance, 3),
         grads_per_s = fixed(row.gradients_applied_per_s, 0),

@@ -282,6 +282,10 @@ status_table! {
     refused_oversized: u64, Counter, Tag::Shoal;
     /// Messages that are not valid protobuf.
     refused_undecodable: u64, Counter, Tag::Shoal;
+    /// Sampled KL to the reference policy, nats per step of the last batch (PPO with a KL leash).
+    kl_ref: f64, Gauge, Tag::Named("objective/kl");
+    /// β of the KL leash applied to the last batch (PPO with a KL leash).
+    kl_ref_coef: f64, Gauge, Tag::Named("objective/kl_coef");
     /// The bottlenecks named in the interval, comma-separated.
     bottleneck: String, Text, Tag::None;
 }

@@ -35,6 +35,7 @@ pub(crate) fn start(setup: Setup) -> Started {
         counters,
         seed,
         device,
+        reference: _,
     } = setup;
     let (queue, rx) = crossbeam_channel::bounded(config.learner.queue_capacity);
     let exploration = Arc::new(Exploration::new(&config, counters.env_steps));

@@ -35,6 +35,7 @@ pub(crate) fn start(setup: Setup) -> Started {
         counters: _,
         seed,
         device,
+        reference: _,
     } = setup;
     let (queue, rollouts) = crossbeam_channel::bounded(config.learner.queue_capacity);
     let (ready, batches) = crossbeam_channel::bounded(READY_BATCHES);

@@ -5,12 +5,14 @@
 //! - [`batch`]: rollouts → GAE advantages and value targets, flattened.
 //! - [`trainer`]: the model and optimizer; one update per batch.
 //! - [`gate`]: which rollouts of the current version arrived (shared by both sides).
+//! - `leash`: the KL penalty against the run's starting policy (`ppo.kl_ref_coef`).
 //! - [`admission`]: what the handlers do with a pushed rollout.
 //! - [`run`]: the trainer thread's side: gather, update, publish.
 
 pub mod admission;
 pub mod batch;
 pub mod gate;
+mod leash;
 pub mod loss;
 pub mod run;
 pub mod trainer;
@@ -37,6 +39,7 @@ pub(crate) fn start(setup: Setup) -> Started {
         counters,
         seed,
         device,
+        reference,
     } = setup;
     let (queue, rx) = crossbeam_channel::bounded(config.learner.queue_capacity);
     let gate = Arc::new(SyncGate::new(
@@ -50,7 +53,11 @@ pub(crate) fn start(setup: Setup) -> Started {
         shape: RolloutShape::of(&spec, config.n_steps, config.num_envs),
     };
     Started::new(admission, rx, move || {
+        let leash = reference.map(|params| {
+            let p = &config.ppo;
+            leash::KlLeash::new(&spec, &params, &device, p.kl_ref_coef, p.kl_ref_target)
+        });
         let trainer = PpoTrainer::new(&config, spec, &initial, device, seed);
-        PpoRun::new(config, trainer, gate, normalization)
+        PpoRun::new(config, trainer, gate, normalization, leash)
     })
 }

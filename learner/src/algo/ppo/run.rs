@@ -13,6 +13,7 @@ use shoal_common::rollout::Rollout;
 
 use super::batch::Batch;
 use super::gate::SyncGate;
+use super::leash::{KlLeash, LeashStats};
 use super::trainer::{PpoTrainer, UpdateStats};
 use crate::algo::lockstep::Members;
 use crate::checkpoint::CheckpointError;
@@ -38,6 +39,9 @@ pub(crate) struct PpoRun {
     normalization: NormStats,
     /// A deterministic run's actors.
     members: Members,
+    /// The KL penalty against the starting policy, when the run has one.
+    leash: Option<KlLeash>,
+    last_leash: Option<LeashStats>,
 }
 
 impl PpoRun {
@@ -46,6 +50,7 @@ impl PpoRun {
         trainer: PpoTrainer,
         gate: Arc<SyncGate>,
         normalization: NormStats,
+        leash: Option<KlLeash>,
     ) -> Self {
         Self {
             trainer,
@@ -58,6 +63,8 @@ impl PpoRun {
             longest_wait_secs: 0.0,
             last_update: None,
             normalization,
+            leash,
+            last_leash: None,
         }
     }
 
@@ -83,6 +90,9 @@ impl PpoRun {
             .map_or(0.0, |t| t.elapsed().as_secs_f64());
         counters.longest_stall_secs = counters.longest_stall_secs.max(stalled);
         tracing::debug!(version = counters.version, "update starts");
+        if let Some(leash) = &mut self.leash {
+            self.last_leash = Some(leash.penalize(&mut self.batch));
+        }
         let p = &self.config.ppo;
         let data = Batch::from_rollouts(&self.batch, p.gamma, p.gae_lambda);
         let before = self.trainer.snapshot();
@@ -182,6 +192,10 @@ impl Algorithm for PpoRun {
             row.explained_variance = finite(u.explained_variance);
             row.grad_norm = finite(u.grad_norm);
             row.learning_rate = finite(u.learning_rate);
+        }
+        if let Some(l) = self.last_leash {
+            row.kl_ref = l.kl.is_finite().then_some(l.kl);
+            row.kl_ref_coef = Some(l.beta);
         }
         row.rollouts_used = Some(counters.rollouts_used);
         row.rollouts_stale = Some(counters.rollouts_stale);

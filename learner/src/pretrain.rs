@@ -1,0 +1,296 @@
+//! Supervised warm start (`shoal pretrain`): the policy of a text task learns the next token of
+//! demonstrations by teacher forcing and cross-entropy. The result is a run directory whose
+//! final checkpoint `shoal train --init` starts reinforcement learning from and `shoal eval`
+//! evaluates like any other.
+
+use std::path::{Path, PathBuf};
+
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::Serialize;
+use shoal_common::codec::ParamLayout;
+use shoal_common::config::RunConfig;
+use shoal_common::env::Space;
+use shoal_common::env::text::demos::Demonstration;
+use shoal_common::normalize::NormStats;
+use shoal_common::obs::Observations;
+use shoal_common::rng::{Rng, derive_seed, streams};
+use shoal_common::sources;
+
+use crate::checkpoint::{self, CheckpointContent};
+use crate::edge::actor_ids::IdKey;
+use crate::error::LearnerError;
+use crate::grad_clip::clip_global_norm;
+use crate::run_dir::{self, RunDir};
+use crate::telemetry::RunCounters;
+
+/// Most demonstrations read from one file.
+pub const MAX_DEMONSTRATIONS: usize = 1_000_000;
+/// Most bytes of teacher-forcing rows held at once (each row is an observation, L + 1 bytes).
+pub const MAX_ROW_BYTES: usize = 1 << 30;
+
+/// What `shoal pretrain` is asked to do.
+#[derive(Debug, Clone)]
+pub struct PretrainOptions {
+    /// The run config: its environment (a text task), model and seed.
+    pub config: RunConfig,
+    /// The demonstrations file (`PROMPT=ANSWER` per line).
+    pub data: PathBuf,
+    /// The run directory to write.
+    pub run_dir: PathBuf,
+    /// Replace a run the directory holds.
+    pub overwrite: bool,
+    /// Passes over the demonstrations.
+    pub epochs: usize,
+    /// Tokens per gradient step.
+    pub batch_size: usize,
+    /// Adam's learning rate.
+    pub learning_rate: f64,
+}
+
+/// One epoch's means.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EpochStats {
+    /// 1-based.
+    pub epoch: usize,
+    /// Mean cross-entropy per token (nats).
+    pub loss: f64,
+    /// Fraction of tokens whose most likely prediction is the demonstrated one.
+    pub token_accuracy: f64,
+}
+
+/// What pretraining did (also written to `RUN_DIR/pretrain.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PretrainReport {
+    /// Demonstrations read.
+    pub examples: usize,
+    /// Tokens predicted per epoch (answers plus their EOS).
+    pub tokens: usize,
+    /// Per epoch.
+    pub epochs: Vec<EpochStats>,
+    /// The checkpoint written.
+    pub checkpoint: PathBuf,
+}
+
+/// Mean cross-entropy of `targets` `[B]` under `logits` `[B, V]`: −mean log softmax(logits)
+/// at the target.
+pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    let [b, _] = logits.dims();
+    log_softmax(logits, 1)
+        .gather(1, targets.reshape([b, 1]))
+        .mean()
+        .neg()
+}
+
+/// Reads the demonstrations in `path`, each checked to fit observations of `length` tokens.
+fn read(path: &Path, length: usize) -> Result<Vec<Demonstration>, LearnerError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LearnerError::RunDir {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut demos = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad =
+            |why: String| LearnerError::Usage(format!("{} line {}: {why}", path.display(), i + 1));
+        if demos.len() == MAX_DEMONSTRATIONS {
+            return Err(bad(format!(
+                "more than {MAX_DEMONSTRATIONS} demonstrations"
+            )));
+        }
+        let demo = Demonstration::parse(line).map_err(|e| bad(e.to_string()))?;
+        demo.teacher_forcing(length)
+            .map_err(|e| bad(e.to_string()))?;
+        demos.push(demo);
+    }
+    if demos.is_empty() {
+        return Err(LearnerError::Usage(format!(
+            "{}: no demonstrations (lines PROMPT=ANSWER)",
+            path.display()
+        )));
+    }
+    Ok(demos)
+}
+
+/// Trains the run's policy on the demonstrations and writes `RUN_DIR/checkpoints/final`.
+pub fn pretrain(options: PretrainOptions) -> Result<PretrainReport, LearnerError> {
+    let config = &options.config;
+    config.validate()?;
+    if options.epochs == 0
+        || options.batch_size == 0
+        || !(options.learning_rate.is_finite() && options.learning_rate > 0.0)
+    {
+        return Err(LearnerError::Usage(format!(
+            "pretrain: epochs and batch size must be at least 1 and the learning rate positive \
+             (got {}, {}, {})",
+            options.epochs, options.batch_size, options.learning_rate
+        )));
+    }
+    // Refused before the training, not after it.
+    if run_dir::holds_run(&options.run_dir) && !options.overwrite {
+        return Err(LearnerError::RunDirTaken(options.run_dir.clone()));
+    }
+    let shape = sources::shape(&config.env()).map_err(shoal_common::config::ConfigError::from)?;
+    let Space::Tokens { length, .. } = shape.observation_space else {
+        return Err(LearnerError::Unsupported {
+            env_id: config.env_id.clone(),
+            what: format!(
+                "pretraining on {} observations (text tasks only)",
+                shape.observation_space
+            ),
+        });
+    };
+    let spec = crate::run::model_spec(config)?;
+    let demos = read(&options.data, length)?;
+    let mut rows: Vec<u8> = Vec::new();
+    let mut targets: Vec<i64> = Vec::new();
+    for demo in &demos {
+        let forced = demo
+            .teacher_forcing(length)
+            .map_err(|e| LearnerError::Usage(e.to_string()))?;
+        for (row, next) in forced {
+            if rows.len() + row.len() > MAX_ROW_BYTES {
+                return Err(LearnerError::Usage(format!(
+                    "{}: the demonstrations make more than {MAX_ROW_BYTES} bytes of observations; \
+                     use fewer",
+                    options.data.display()
+                )));
+            }
+            rows.extend(row);
+            targets.push(i64::from(next));
+        }
+    }
+    let n = targets.len();
+    let o = spec.obs_dim;
+    let device = crate::device::select(config.learner.device)?
+        .device
+        .autodiff();
+    let mut model = spec.build(
+        &spec.init_params(derive_seed(config.seed, streams::MODEL_INIT)),
+        &device,
+    );
+    let mut optimizer = AdamConfig::new().init();
+    let mut rng = Rng::new(derive_seed(config.seed, streams::LEARNER));
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut epochs = Vec::with_capacity(options.epochs);
+    let batch = options.batch_size.max(1);
+    for epoch in 1..=options.epochs {
+        rng.shuffle(&mut order);
+        let (mut loss_sum, mut right) = (0.0, 0usize);
+        for chunk in order.chunks(batch) {
+            let m = chunk.len();
+            let mut obs = Vec::with_capacity(m * o);
+            let mut labels = Vec::with_capacity(m);
+            for &i in chunk {
+                obs.extend_from_slice(&rows[i * o..(i + 1) * o]);
+                labels.push(targets[i]);
+            }
+            let obs = Observations::U8(obs).into_tensor(m, &device);
+            let labels = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [m]), &device);
+            let logits = model.logits(obs);
+            let predicted = logits.clone().argmax(1).reshape([m]);
+            let hits = predicted.equal(labels.clone()).int().sum();
+            let loss = cross_entropy(logits, labels);
+            let grads = loss.backward();
+            let mut grads = GradientsParams::from_grads(grads, &model);
+            clip_global_norm(&model, &mut grads, 1.0);
+            model = optimizer.step(options.learning_rate, model, grads);
+            loss_sum += f64::from(loss.into_scalar::<f32>()) * m as f64;
+            right += hits.into_scalar::<i64>() as usize;
+        }
+        let stats = EpochStats {
+            epoch,
+            loss: loss_sum / n as f64,
+            token_accuracy: right as f64 / n as f64,
+        };
+        tracing::info!(
+            epoch,
+            loss = format_args!("{:.4}", stats.loss),
+            token_accuracy = format_args!("{:.4}", stats.token_accuracy),
+            "pretraining"
+        );
+        epochs.push(stats);
+    }
+    let params = model.to_flat();
+    let checkpoint = write(&options, &spec.layout(), &params, length)?;
+    let report = PretrainReport {
+        examples: demos.len(),
+        tokens: n,
+        epochs,
+        checkpoint,
+    };
+    let json = options.run_dir.join("pretrain.json");
+    std::fs::write(
+        &json,
+        serde_json::to_string_pretty(&report).expect("report serialises"),
+    )
+    .map_err(|source| LearnerError::RunDir { path: json, source })?;
+    Ok(report)
+}
+
+/// The run directory with its config and the final checkpoint.
+fn write(
+    options: &PretrainOptions,
+    layout: &ParamLayout,
+    params: &[f32],
+    length: usize,
+) -> Result<PathBuf, LearnerError> {
+    let path = &options.run_dir;
+    if run_dir::holds_run(path) {
+        if !options.overwrite {
+            return Err(LearnerError::RunDirTaken(path.clone()));
+        }
+        run_dir::clear_run(path)?;
+    }
+    RunDir::create(path, &options.config)?;
+    let key = IdKey::generate().map_err(|source| LearnerError::RunDir {
+        path: "/dev/urandom".into(),
+        source,
+    })?;
+    let content = CheckpointContent {
+        algorithm: options.config.algorithm,
+        layout,
+        params,
+        normalization: &NormStats::new(0),
+        counters: &RunCounters::default(),
+        actor_id_key: &key,
+    };
+    let dir = checkpoint::write(path, "final", &content, |_| {
+        Ok(serde_json::json!({ "pretrained": { "data": options.data, "length": length } }))
+    })?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    /// The cross-entropy against a plain loop over seeded logits.
+    #[test]
+    fn cross_entropy_matches_a_plain_loop() {
+        let mut rng = Rng::new(4);
+        let (b, v) = (6, 5);
+        let logits: Vec<f32> = (0..b * v).map(|_| (3.0 * rng.normal()) as f32).collect();
+        let targets: Vec<i64> = (0..b).map(|_| rng.below(v) as i64).collect();
+        let mut want = 0.0f64;
+        for (i, &t) in targets.iter().enumerate() {
+            let row = &logits[i * v..(i + 1) * v];
+            let m = row.iter().fold(f32::MIN, |a, &x| a.max(x)) as f64;
+            let lse = m + row.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
+            want += lse - row[t as usize] as f64;
+        }
+        want /= b as f64;
+        let device = Device::flex();
+        let got = cross_entropy(
+            Tensor::from_data(TensorData::new(logits, [b, v]), &device),
+            Tensor::from_data(TensorData::new(targets, [b]), &device),
+        )
+        .into_scalar::<f32>() as f64;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    }
+}
