@@ -83,13 +83,28 @@ pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
         .neg()
 }
 
-/// Reads the demonstrations in `path`, each checked to fit observations of `length` tokens.
-fn read(path: &Path, length: usize) -> Result<Vec<Demonstration>, LearnerError> {
+/// The teacher-forcing rows of a demonstrations file.
+struct Examples {
+    /// Demonstrations read.
+    count: usize,
+    /// The observations, `L + 1` bytes each, row after row.
+    rows: Vec<u8>,
+    /// The token that follows each row.
+    targets: Vec<i64>,
+}
+
+/// Reads the demonstrations in `path` into teacher-forcing rows of observations of `length`
+/// tokens, in one pass.
+fn read(path: &Path, length: usize) -> Result<Examples, LearnerError> {
     let text = std::fs::read_to_string(path).map_err(|source| LearnerError::RunDir {
         path: path.to_path_buf(),
         source,
     })?;
-    let mut demos = Vec::new();
+    let mut examples = Examples {
+        count: 0,
+        rows: Vec::new(),
+        targets: Vec::new(),
+    };
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -97,23 +112,33 @@ fn read(path: &Path, length: usize) -> Result<Vec<Demonstration>, LearnerError> 
         }
         let bad =
             |why: String| LearnerError::Usage(format!("{} line {}: {why}", path.display(), i + 1));
-        if demos.len() == MAX_DEMONSTRATIONS {
+        if examples.count == MAX_DEMONSTRATIONS {
             return Err(bad(format!(
                 "more than {MAX_DEMONSTRATIONS} demonstrations"
             )));
         }
-        let demo = Demonstration::parse(line).map_err(|e| bad(e.to_string()))?;
-        demo.teacher_forcing(length)
+        let forced = Demonstration::parse(line)
+            .and_then(|demo| demo.teacher_forcing(length))
             .map_err(|e| bad(e.to_string()))?;
-        demos.push(demo);
+        for (row, next) in forced {
+            if examples.rows.len() + row.len() > MAX_ROW_BYTES {
+                return Err(bad(format!(
+                    "the demonstrations make more than {MAX_ROW_BYTES} bytes of observations; \
+                     use fewer"
+                )));
+            }
+            examples.rows.extend(row);
+            examples.targets.push(i64::from(next));
+        }
+        examples.count += 1;
     }
-    if demos.is_empty() {
+    if examples.count == 0 {
         return Err(LearnerError::Usage(format!(
             "{}: no demonstrations (lines PROMPT=ANSWER)",
             path.display()
         )));
     }
-    Ok(demos)
+    Ok(examples)
 }
 
 /// Trains the run's policy on the demonstrations and writes `RUN_DIR/checkpoints/final`.
@@ -145,25 +170,11 @@ pub fn pretrain(options: PretrainOptions) -> Result<PretrainReport, LearnerError
         });
     };
     let spec = crate::run::model_spec(config)?;
-    let demos = read(&options.data, length)?;
-    let mut rows: Vec<u8> = Vec::new();
-    let mut targets: Vec<i64> = Vec::new();
-    for demo in &demos {
-        let forced = demo
-            .teacher_forcing(length)
-            .map_err(|e| LearnerError::Usage(e.to_string()))?;
-        for (row, next) in forced {
-            if rows.len() + row.len() > MAX_ROW_BYTES {
-                return Err(LearnerError::Usage(format!(
-                    "{}: the demonstrations make more than {MAX_ROW_BYTES} bytes of observations; \
-                     use fewer",
-                    options.data.display()
-                )));
-            }
-            rows.extend(row);
-            targets.push(i64::from(next));
-        }
-    }
+    let Examples {
+        count,
+        rows,
+        targets,
+    } = read(&options.data, length)?;
     let n = targets.len();
     let o = spec.obs_dim;
     let device = crate::device::select(config.learner.device)?
@@ -177,7 +188,7 @@ pub fn pretrain(options: PretrainOptions) -> Result<PretrainReport, LearnerError
     let mut rng = Rng::new(derive_seed(config.seed, streams::LEARNER));
     let mut order: Vec<usize> = (0..n).collect();
     let mut epochs = Vec::with_capacity(options.epochs);
-    let batch = options.batch_size.max(1);
+    let batch = options.batch_size;
     for epoch in 1..=options.epochs {
         rng.shuffle(&mut order);
         let (mut loss_sum, mut right) = (0.0, 0usize);
@@ -218,7 +229,7 @@ pub fn pretrain(options: PretrainOptions) -> Result<PretrainReport, LearnerError
     let params = model.to_flat();
     let checkpoint = write(&options, &spec.layout(), &params, length)?;
     let report = PretrainReport {
-        examples: demos.len(),
+        examples: count,
         tokens: n,
         epochs,
         checkpoint,

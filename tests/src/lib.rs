@@ -445,7 +445,8 @@ pub fn collect_batch(
     Batch::from_rollouts(&collected, config.ppo.gamma, config.ppo.gae_lambda)
 }
 
-/// Runs `shoal ARGS` in the repository root; its standard output.
+/// Runs `shoal ARGS` in the repository root (warnings and errors logged only); its standard
+/// output.
 ///
 /// # Panics
 /// When it fails (its stderr is in the message).
@@ -453,6 +454,7 @@ pub fn shoal_ok(args: &[&str]) -> String {
     let out = std::process::Command::new(shoal_exe())
         .args(args)
         .current_dir(repo_root())
+        .env("RUST_LOG", "warn")
         .output()
         .expect("shoal runs");
     assert!(

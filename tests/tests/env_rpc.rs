@@ -16,7 +16,7 @@ use shoal_common::evaluate::{evaluate_deterministic, mean_std};
 use shoal_common::normalize::Normalizer;
 use shoal_common::rng::Rng;
 use shoal_tests::{
-    EnvServer, TestLearner, repo_root, shoal_exe, spawn_actor, temp_dir, venv_python, write_config,
+    EnvServer, TestLearner, repo_root, shoal_ok, spawn_actor, temp_dir, venv_python, write_config,
 };
 
 /// The tests' Python, which `scripts/install-deps` gives the `dm-env-rpc` package.
@@ -258,21 +258,20 @@ fn train(config: &RunConfig, dir: &Path) -> Trained {
     std::fs::create_dir_all(dir).unwrap();
     let file = write_config(dir, config);
     let run_dir = dir.join("run");
-    let out = Command::new(shoal_exe())
-        .args(["train", file.to_str().unwrap(), "--actors", "2"])
-        .args(["--device", "flex", "--json", "--no-progress"])
-        .args(["--run-dir", run_dir.to_str().unwrap()])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run shoal train");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = shoal_ok(&[
+        "train",
+        file.to_str().unwrap(),
+        "--actors",
+        "2",
+        "--device",
+        "flex",
+        "--json",
+        "--no-progress",
+        "--run-dir",
+        run_dir.to_str().unwrap(),
+    ]);
     Trained {
-        summary: serde_json::from_slice(&out.stdout).expect("a JSON summary"),
+        summary: serde_json::from_str(&out).expect("a JSON summary"),
         params: std::fs::read(run_dir.join("checkpoints/final/params.bin")).unwrap(),
         episodes: std::fs::read_to_string(run_dir.join("episodes.csv")).unwrap(),
     }

@@ -416,8 +416,7 @@ pub fn make(id: &str) -> Result<Box<dyn Env>, EnvError> {
 
 /// The environment of `info` with the settings of `id`.
 fn build(info: &EnvInfo, id: &str) -> Result<Box<dyn Env>, EnvError> {
-    let options = Options::parse(&crate::text::bounded_to(id, 200), split_id(id).1)?;
-    (info.make)(options)
+    (info.make)(Options::of_id(id)?)
 }
 
 /// `env` inside the time limit of its registry entry, if it has one.

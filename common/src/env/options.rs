@@ -24,6 +24,14 @@ pub fn split_id(id: &str) -> (&str, &str) {
 }
 
 impl Options {
+    /// The settings after the `?` of `id` (the id, bounded, names them in errors).
+    ///
+    /// # Errors
+    /// As [`Options::parse`].
+    pub fn of_id(id: &str) -> Result<Self, EnvError> {
+        Self::parse(&crate::text::bounded_to(id, 200), split_id(id).1)
+    }
+
     /// Reads `query` (`key=value&...`) of the environment `id`.
     ///
     /// # Errors

@@ -264,31 +264,11 @@ impl ModelSpec {
     pub fn init_params(&self, seed: u64) -> Vec<f32> {
         let mut rng = Rng::new(seed);
         let mut flat = Vec::with_capacity(self.layout().num_floats());
+        let shapes = self.encoder_shapes();
         if self.encoder == EncoderKind::Transformer {
-            flat.extend(self.sequence.init(&self.encoder_shapes(), &mut rng));
-        }
-        for (path, shape) in self
-            .encoder_shapes()
-            .into_iter()
-            .filter(|_| self.encoder != EncoderKind::Transformer)
-        {
-            if path.ends_with("bias") {
-                flat.extend(std::iter::repeat_n(0.0, shape[0]));
-            } else if shape.len() == 4 {
-                let fan_in = shape[1] * shape[2] * shape[3];
-                let w = orthogonal(fan_in, shape[0], std::f64::consts::SQRT_2, &mut rng);
-                // `orthogonal` returns [in, out]; a convolution's weight is [out, in, k, k].
-                for o in 0..shape[0] {
-                    flat.extend((0..fan_in).map(|i| w[i * shape[0] + o]));
-                }
-            } else {
-                flat.extend(orthogonal(
-                    shape[0],
-                    shape[1],
-                    std::f64::consts::SQRT_2,
-                    &mut rng,
-                ));
-            }
+            flat.extend(self.sequence.init(&shapes, &mut rng));
+        } else {
+            flat.extend(conv_init(&shapes, &mut rng));
         }
         for (out, out_gain) in [(self.action.outputs(), 0.01), (1, 1.0)] {
             let layers = self.stack(out);
@@ -325,16 +305,11 @@ impl ModelSpec {
             position += 1;
             (values, ParamId::from(position))
         };
-        let sequence = match (self.encoder, self.input) {
+        let encoder = match (self.encoder, self.input) {
             (EncoderKind::Transformer, Input::Tokens { length, vocab }) => Some(Encoder::Sequence(
                 self.sequence.build(length, vocab, device, &mut take),
             )),
-            _ => None,
-        };
-        let encoder = self
-            .image()
-            .filter(|_| self.encoder.features().is_some())
-            .map(|image| {
+            (kind, Input::Image(image)) if kind.features().is_some() => {
                 // Weight and bias shapes in layout order: a pair per convolution, then the
                 // dense layer's pair.
                 let shapes = self.encoder_shapes();
@@ -364,15 +339,17 @@ impl ModelSpec {
                 };
                 let (w, w_id) = take(flat * features);
                 let (b, b_id) = take(features);
-                Encoder::Conv(ConvEncoder {
+                Some(Encoder::Conv(ConvEncoder {
                     convs,
                     fc: Linear {
                         weight: param(TensorData::new(w, [flat, features]), w_id, device),
                         bias: Some(param(TensorData::new(b, [features]), b_id, device)),
                     },
                     input: image,
-                })
-            });
+                }))
+            }
+            _ => None,
+        };
         let mut mlp = |out: usize| Mlp {
             layers: self
                 .stack(out)
@@ -398,13 +375,40 @@ impl ModelSpec {
             }
         };
         ActorCritic {
-            encoder: sequence.or(encoder),
+            encoder,
             actor,
             critic,
             log_std,
             pixels: self.image().is_some(),
         }
     }
+}
+
+/// Initial values for a convolutional encoder's parameter shapes, drawn from `rng`:
+/// orthogonal weights with gain √2 (each filter a row of `[out, in·k·k]`), zero biases; none
+/// for `mlp`, whose shapes are empty.
+fn conv_init(shapes: &[(String, Vec<usize>)], rng: &mut Rng) -> Vec<f32> {
+    let mut flat = Vec::new();
+    for (path, shape) in shapes {
+        if path.ends_with("bias") {
+            flat.extend(std::iter::repeat_n(0.0, shape[0]));
+        } else if shape.len() == 4 {
+            let fan_in = shape[1] * shape[2] * shape[3];
+            let w = orthogonal(fan_in, shape[0], std::f64::consts::SQRT_2, rng);
+            // `orthogonal` returns [in, out]; a convolution's weight is [out, in, k, k].
+            for o in 0..shape[0] {
+                flat.extend((0..fan_in).map(|i| w[i * shape[0] + o]));
+            }
+        } else {
+            flat.extend(orthogonal(
+                shape[0],
+                shape[1],
+                std::f64::consts::SQRT_2,
+                rng,
+            ));
+        }
+    }
+    flat
 }
 
 /// A trainable parameter from `data` on `device` with the fixed `id`.

@@ -10,6 +10,7 @@
 //! observation and `reward` tensors and the episode state the other (`TERMINATED` ends an
 //! episode, `INTERRUPTED` truncates it).
 
+mod announce;
 mod client;
 mod driver;
 pub mod server;

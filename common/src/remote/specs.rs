@@ -1,12 +1,11 @@
-//! shoal's spaces as dm_env_rpc specs (what `shoal env-server` announces), and a served world's
-//! specs as shoal's spaces (what a remote run trains on): one observation, one action, and the
-//! `reward` observation the protocol's convention names.
-
-use std::collections::HashMap;
+//! A served world's dm_env_rpc specs as shoal's spaces (what a remote run trains on): one
+//! observation, one action, and the `reward` observation the protocol's convention names; the
+//! checks of tensors against their specs. What `shoal env-server` announces is in
+//! `announce.rs`.
 
 use crate::env::Space;
 use crate::env_rpc_proto::dm_env_rpc::v1::{
-    ActionObservationSpecs, DataType, Tensor, TensorSpec, tensor as payload, tensor_spec,
+    ActionObservationSpecs, DataType, Tensor, TensorSpec, tensor_spec,
 };
 
 use super::RemoteError;
@@ -30,135 +29,9 @@ pub(crate) const REWARD_UID: u64 = 2;
 /// announced spec can make the learner build).
 pub const MAX_DISCRETE_ACTIONS: i64 = 1 << 16;
 
-/// The specs `shoal env-server` announces for an environment with these spaces: the action
-/// (`INT32` scalar in `0..n`, or `FLOAT` vector within its bounds), the observation (`UINT8`
-/// `[C, H, W]` pixels, or a `FLOAT` vector within its bounds) and the `reward` (`DOUBLE`
-/// scalar within the registry's reward range).
-pub(crate) fn announce(
-    observation: &Space,
-    action: &Space,
-    reward_range: (f64, f64),
-) -> ActionObservationSpecs {
-    let action_spec = match action {
-        Space::Discrete(n) => TensorSpec {
-            name: ACTION.into(),
-            shape: vec![],
-            dtype: DataType::Int32 as i32,
-            min: Some(int32_value(0)),
-            max: Some(int32_value(*n as i32 - 1)),
-        },
-        Space::Box { low, high } => float_spec(ACTION, low, high),
-        Space::Image { .. } | Space::Tokens { .. } => {
-            unreachable!("no shoal environment acts with images or token sequences")
-        }
-    };
-    let observation_spec = match observation {
-        Space::Image {
-            channels,
-            height,
-            width,
-        } => TensorSpec {
-            name: OBSERVATION.into(),
-            shape: vec![*channels as i32, *height as i32, *width as i32],
-            dtype: DataType::Uint8 as i32,
-            min: Some(uint8_value(0)),
-            max: Some(uint8_value(255)),
-        },
-        // The ids (each at most V − 1), then the text's length (at most L): a byte each
-        // (a validated model has V ≤ 256 and L ≤ 255). The bounds are what marks a token
-        // sequence for the client.
-        Space::Tokens { length, vocab } => {
-            let mut max = vec![(*vocab - 1) as u8; *length];
-            max.push(*length as u8);
-            TensorSpec {
-                name: OBSERVATION.into(),
-                shape: vec![*length as i32 + 1],
-                dtype: DataType::Uint8 as i32,
-                min: Some(uint8_value(0)),
-                max: Some(tensor_spec::Value {
-                    payload: Some(tensor_spec::value::Payload::Uint8s(payload::Uint8Array {
-                        array: max.into(),
-                    })),
-                }),
-            }
-        }
-        Space::Box { low, high } => float_spec(OBSERVATION, low, high),
-        Space::Discrete(n) => TensorSpec {
-            name: OBSERVATION.into(),
-            shape: vec![],
-            dtype: DataType::Int32 as i32,
-            min: Some(int32_value(0)),
-            max: Some(int32_value(*n as i32 - 1)),
-        },
-    };
-    let (low, high) = reward_range;
-    let bound = |x: f64| {
-        x.is_finite().then(|| tensor_spec::Value {
-            payload: Some(tensor_spec::value::Payload::Doubles(payload::DoubleArray {
-                array: vec![x],
-            })),
-        })
-    };
-    let reward_spec = TensorSpec {
-        name: REWARD.into(),
-        shape: vec![],
-        dtype: DataType::Double as i32,
-        min: bound(low),
-        max: bound(high),
-    };
-    ActionObservationSpecs {
-        actions: HashMap::from([(ACTION_UID, action_spec)]),
-        observations: HashMap::from([
-            (OBSERVATION_UID, observation_spec),
-            (REWARD_UID, reward_spec),
-        ]),
-    }
-}
-
-fn float_spec(name: &str, low: &[f64], high: &[f64]) -> TensorSpec {
-    let value = |v: &[f64]| tensor_spec::Value {
-        payload: Some(tensor_spec::value::Payload::Floats(payload::FloatArray {
-            array: v.iter().map(|&x| x as f32).collect(),
-        })),
-    };
-    TensorSpec {
-        name: name.into(),
-        shape: vec![low.len() as i32],
-        dtype: DataType::Float as i32,
-        min: Some(value(low)),
-        max: Some(value(high)),
-    }
-}
-
-fn int32_value(x: i32) -> tensor_spec::Value {
-    tensor_spec::Value {
-        payload: Some(tensor_spec::value::Payload::Int32s(payload::Int32Array {
-            array: vec![x],
-        })),
-    }
-}
-
-fn uint8_value(x: u8) -> tensor_spec::Value {
-    tensor_spec::Value {
-        payload: Some(tensor_spec::value::Payload::Uint8s(payload::Uint8Array {
-            array: vec![x].into(),
-        })),
-    }
-}
-
 /// A bound's elements as `f64`; `None` when the bound is not set.
 pub(crate) fn bound_values(value: Option<&tensor_spec::Value>) -> Option<Vec<f64>> {
-    use tensor_spec::value::Payload as P;
-    Some(match value?.payload.as_ref()? {
-        P::Floats(a) => a.array.iter().map(|&x| f64::from(x)).collect(),
-        P::Doubles(a) => a.array.clone(),
-        P::Int8s(a) => a.array.iter().map(|&x| f64::from(x as i8)).collect(),
-        P::Int32s(a) => a.array.iter().map(|&x| f64::from(x)).collect(),
-        P::Int64s(a) => a.array.iter().map(|&x| x as f64).collect(),
-        P::Uint8s(a) => a.array.iter().map(|&x| f64::from(x)).collect(),
-        P::Uint32s(a) => a.array.iter().map(|&x| f64::from(x)).collect(),
-        P::Uint64s(a) => a.array.iter().map(|&x| x as f64).collect(),
-    })
+    tensor::numeric_payload!(tensor_spec::value::Payload, value?.payload.as_ref()?)
 }
 
 /// A spec's bounds, one per element of its (fixed) shape: a scalar bound is repeated, a missing
@@ -388,23 +261,27 @@ fn observation_space(spec: &TensorSpec) -> Result<Space, RemoteError> {
             why: format!("shape {:?} has no elements", spec.shape),
         });
     }
-    Ok(match (dtype, dims.as_slice()) {
-        (DataType::Uint8, &[height, width]) => Space::Image {
+    // A byte vector is a token sequence when its bounds say so, as shoal announces its text
+    // tasks: n − 1 ids with one maximum (V − 1), then the text's length, at most n − 1. Any
+    // other byte vector (Atari RAM, say) is a vector of values.
+    let vocab = match (dtype, dims.as_slice()) {
+        (DataType::Uint8, &[n]) if n >= 2 => token_bounds(spec, n)?,
+        _ => None,
+    };
+    Ok(match (dtype, dims.as_slice(), vocab) {
+        (_, &[n], Some(vocab)) => Space::Tokens {
+            length: n - 1,
+            vocab,
+        },
+        (DataType::Uint8, &[height, width], _) => Space::Image {
             channels: 1,
             height,
             width,
         },
-        (DataType::Uint8, &[channels, height, width]) => Space::Image {
+        (DataType::Uint8, &[channels, height, width], _) => Space::Image {
             channels,
             height,
             width,
-        },
-        // A byte vector is a token sequence when its bounds say so, as shoal announces its
-        // text tasks: n − 1 ids with one maximum (V − 1), then the text's length, at most
-        // n − 1. Any other byte vector (Atari RAM, say) is a vector of values.
-        (DataType::Uint8, &[n]) if n >= 2 && token_bounds(spec, n)?.is_some() => Space::Tokens {
-            length: n - 1,
-            vocab: token_bounds(spec, n)?.unwrap_or(256),
         },
         _ => {
             let (low, high) = bounds(spec, len)?;
@@ -492,8 +369,12 @@ fn action_space(spec: &TensorSpec) -> Result<(Space, ActionEncoding), RemoteErro
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use super::super::announce::{announce, uint8_value};
     use super::*;
     use crate::env;
+    use crate::env_rpc_proto::dm_env_rpc::v1::tensor as payload;
 
     #[test]
     fn shoal_spaces_read_back_from_the_specs_they_announce() {

@@ -32,22 +32,34 @@ pub(crate) fn is_numeric(dtype: DataType) -> bool {
     )
 }
 
+/// The elements of a numeric payload as `f64`, for both payload enums the protocol has (a
+/// tensor's, `tensor::Payload`, and a spec bound's, `tensor_spec::value::Payload`: the same
+/// numeric arrays); `None` for any other variant. One macro, not a function, because the two
+/// enums are distinct generated types.
+macro_rules! numeric_payload {
+    ($payload:path, $value:expr) => {{
+        use $payload as P;
+        #[allow(unreachable_patterns)] // a spec bound has only numeric arrays
+        match $value {
+            P::Floats(a) => Some(a.array.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>()),
+            P::Doubles(a) => Some(a.array.clone()),
+            P::Int8s(a) => Some(a.array.iter().map(|&x| f64::from(x as i8)).collect()),
+            P::Int32s(a) => Some(a.array.iter().map(|&x| f64::from(x)).collect()),
+            P::Int64s(a) => Some(a.array.iter().map(|&x| x as f64).collect()),
+            P::Uint8s(a) => Some(a.array.iter().map(|&x| f64::from(x)).collect()),
+            P::Uint32s(a) => Some(a.array.iter().map(|&x| f64::from(x)).collect()),
+            P::Uint64s(a) => Some(a.array.iter().map(|&x| x as f64).collect()),
+            _ => None,
+        }
+    }};
+}
+pub(crate) use numeric_payload;
+
 /// A numeric tensor's elements as `f64` (exact for every type but 64-bit integers beyond 2⁵³,
 /// which only matter to bounds checks, where the rounding keeps their side of any bound a
 /// shoal space can have). `None` for strings, booleans, protos and an empty payload.
 pub(crate) fn numbers(t: &Tensor) -> Option<Vec<f64>> {
-    use tensor::Payload as P;
-    Some(match t.payload.as_ref()? {
-        P::Floats(a) => a.array.iter().map(|&x| f64::from(x)).collect(),
-        P::Doubles(a) => a.array.clone(),
-        P::Int8s(a) => a.array.iter().map(|&x| f64::from(x as i8)).collect(),
-        P::Int32s(a) => a.array.iter().map(|&x| f64::from(x)).collect(),
-        P::Int64s(a) => a.array.iter().map(|&x| x as f64).collect(),
-        P::Uint8s(a) => a.array.iter().map(|&x| f64::from(x)).collect(),
-        P::Uint32s(a) => a.array.iter().map(|&x| f64::from(x)).collect(),
-        P::Uint64s(a) => a.array.iter().map(|&x| x as f64).collect(),
-        P::Bools(_) | P::Strings(_) | P::Protos(_) => return None,
-    })
+    numeric_payload!(tensor::Payload, t.payload.as_ref()?)
 }
 
 /// Number of elements in a payload.

@@ -18,6 +18,7 @@ use crate::env_rpc_proto::google::rpc::Status;
 use crate::rng::Rng;
 use crate::text::bounded;
 
+use super::announce::announce;
 use super::specs::{self, ACTION_UID, OBSERVATION_UID, REWARD_UID};
 use super::tensor;
 use super::{MAX_SETTINGS, SEED_SETTING};
@@ -127,7 +128,7 @@ impl World {
         let observation_space = env.observation_space();
         let action_space = env.action_space();
         Ok(Self {
-            specs: specs::announce(&observation_space, &action_space, reward_range),
+            specs: announce(&observation_space, &action_space, reward_range),
             obs: vec![0.0; observation_space.flat_dim()],
             observation_space,
             action_space,

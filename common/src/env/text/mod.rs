@@ -22,7 +22,7 @@ pub mod demos;
 pub mod tasks;
 pub mod vocab;
 
-use super::options::{Options, split_id};
+use super::options::Options;
 use super::{Action, Env, EnvError, Space, Step};
 use crate::rng::Rng;
 pub use tasks::{Task, TaskShape};
@@ -206,7 +206,7 @@ impl TextEnv {
     /// An unknown id, one that is not a text task, or bad settings.
     pub fn open(id: &str) -> Result<Self, EnvError> {
         let info = super::info(id)?;
-        let options = Options::parse(&crate::text::bounded_to(id, 200), split_id(id).1)?;
+        let options = Options::of_id(id)?;
         match info.text {
             Some(task) => Self::new(task, options),
             None => Err(EnvError::Options {

@@ -4,13 +4,13 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use shoal_common::kl_leash::{adapt_beta, penalize_rewards};
-use shoal_common::model::{ActorCritic, ModelSpec, action_rows};
+use shoal_common::model::{ActionHead, ActorCritic, ModelSpec, action_rows};
 use shoal_common::rollout::Rollout;
 
 /// The reference policy and the current β.
 pub(crate) struct KlLeash {
     reference: ActorCritic,
-    spec: ModelSpec,
+    head: ActionHead,
     device: Device,
     beta: f64,
     target: f64,
@@ -36,7 +36,7 @@ impl KlLeash {
     ) -> Self {
         Self {
             reference: spec.build(params, device),
-            spec: spec.clone(),
+            head: spec.action,
             device: device.clone(),
             beta,
             target,
@@ -45,7 +45,7 @@ impl KlLeash {
 
     /// Penalises the rewards of `rollouts` in place; then adapts β to the measured KL.
     pub(crate) fn penalize(&mut self, rollouts: &mut [Rollout]) -> LeashStats {
-        let head = self.spec.action;
+        let head = self.head;
         let (mut sum, mut steps) = (0.0, 0usize);
         for r in rollouts.iter_mut() {
             let rows = r.log_probs.len();
