@@ -96,6 +96,24 @@ impl ParamLayout {
         &self.entries
     }
 
+    /// Each parameter's values in the flat vector, in layout order.
+    pub fn ranges(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        self.entries.iter().scan(0, |offset, e| {
+            let start = *offset;
+            *offset += e.num_floats();
+            Some(start..*offset)
+        })
+    }
+
+    /// The values and shape of the parameter at `path`.
+    pub fn find(&self, path: &str) -> Option<(std::ops::Range<usize>, &[usize])> {
+        self.entries
+            .iter()
+            .zip(self.ranges())
+            .find(|(e, _)| e.path == path)
+            .map(|(e, r)| (r, e.shape.as_slice()))
+    }
+
     /// Total number of `f32` values.
     pub fn num_floats(&self) -> usize {
         self.entries.iter().map(ParamEntry::num_floats).sum()

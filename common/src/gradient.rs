@@ -59,7 +59,11 @@ impl GradientPush {
             got: msg.data.len(),
             want: num_floats * 4,
         })?;
-        if let Some(i) = grad.iter().position(|g| !g.is_finite()) {
+        // One pass that vectorises first (an early-exit search does not); the index only for a
+        // refusal.
+        if !grad.iter().fold(true, |ok, g| ok & g.is_finite())
+            && let Some(i) = grad.iter().position(|g| !g.is_finite())
+        {
             return Err(GradientError::NotFinite(i));
         }
         if msg.env_steps != env_steps {

@@ -422,6 +422,29 @@ pub fn load_optimizer(
     Ok(())
 }
 
+/// Writes a host optimizer's state into the checkpoint directory `dir`, in the file and format
+/// [`save_optimizer`] writes (burn's), so either implementation resumes the other's.
+pub fn save_flat_optimizer(
+    optimizer: &dyn crate::dense::FlatOptimizer,
+    layout: &ParamLayout,
+    dir: &Path,
+) -> Result<(), CheckpointError> {
+    optimizer
+        .save(layout, &dir.join(OPTIMIZER_FILE))
+        .map_err(|e| CheckpointError::state(dir, format!("{OPTIMIZER_FILE}: {e}")))
+}
+
+/// Reads the optimizer state [`save_flat_optimizer`] or [`save_optimizer`] wrote.
+pub fn load_flat_optimizer(
+    optimizer: &mut dyn crate::dense::FlatOptimizer,
+    layout: &ParamLayout,
+    dir: &Path,
+) -> Result<(), CheckpointError> {
+    optimizer
+        .load(layout, &dir.join(OPTIMIZER_FILE))
+        .map_err(|e| CheckpointError::state(dir, format!("{OPTIMIZER_FILE}: {e}")))
+}
+
 /// Flushes a directory's entries to disk (best effort: not every file system allows it).
 fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {

@@ -22,6 +22,7 @@
 pub mod algo;
 pub mod checkpoint;
 pub mod cli;
+pub mod dense;
 pub mod device;
 pub mod edge;
 pub mod error;

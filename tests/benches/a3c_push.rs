@@ -17,6 +17,10 @@ use shoal_common::proto;
 use shoal_tests::{TestLearner, repo_root, temp_dir};
 use tonic::Code;
 
+/// The learner runs in this process: with the allocator its binaries use (see learner/src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Default)]
 struct PusherResult {
     latencies_us: Vec<f64>,
@@ -77,7 +81,7 @@ fn breakdown(config: &RunConfig) {
     let spec = shoal_learner::model_spec(config).unwrap();
     let n = spec.layout().num_floats();
     let params = spec.init_params(1);
-    let mut trainer = A3cTrainer::new(&config.a3c, &params, burn::tensor::Device::flex());
+    let mut trainer = A3cTrainer::new(&config.a3c, &params);
     let grad = vec![1e-4f32; n];
     let msg = proto::Gradient {
         data: encode_f32(&grad),
@@ -90,6 +94,7 @@ fn breakdown(config: &RunConfig) {
     let apply = per_call(2000, || {
         trainer.apply(grad.clone());
     });
+    let burn_apply = burn_apply_us(config, &params, &grad);
     let read = per_call(2000, || {
         let _ = trainer.params();
     });
@@ -98,8 +103,39 @@ fn breakdown(config: &RunConfig) {
     });
     println!(
         "learner per gradient (us): decode+validate {decode:.1}, apply (clip + optimizer step) \
-         {apply:.1}, read back params {read:.1}, encode a version {encode:.1}"
+         {apply:.1} (burn's optimizer on one flat tensor, as before issue 19: {burn_apply:.1}), \
+         read back params {read:.1}, encode a version {encode:.1}"
     );
+}
+
+/// Microseconds per gradient of what A3C's apply was before issue 19: global-norm clipping, the
+/// gradient into a tensor and burn's optimizer step on the parameters as one flat tensor.
+fn burn_apply_us(config: &RunConfig, params: &[f32], grad: &[f32]) -> f64 {
+    use burn::module::{Module, Param, ParamId};
+    use burn::optim::GradientsParams;
+    use burn::tensor::{Device, Tensor, TensorData};
+
+    #[derive(Module, Debug)]
+    struct Flat {
+        values: Param<Tensor<1>>,
+    }
+    let n = params.len();
+    let device = Device::flex().autodiff();
+    let mut values = Param::from_data(TensorData::new(params.to_vec(), [n]), &device);
+    values.id = ParamId::from(1);
+    let mut flat = Some(Flat { values });
+    let mut optimizer = shoal_learner::algo::a3c::optimizer(&config.a3c);
+    per_call(2000, || {
+        let mut g = grad.to_vec();
+        let _ = shoal_learner::grad_clip::clip_flat_global_norm(&mut g, config.a3c.max_grad_norm);
+        let mut grads = GradientsParams::new();
+        let module = flat.take().unwrap();
+        grads.register(
+            module.values.id,
+            Tensor::<1>::from_data(TensorData::new(g, [n]), &Device::flex()),
+        );
+        flat = Some(optimizer.step(config.a3c.learning_rate, module, grads));
+    })
 }
 
 fn main() {

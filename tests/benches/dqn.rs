@@ -23,6 +23,10 @@ use shoal_learner::algo::dqn::DqnTrainer;
 use shoal_tests::{TestLearner, dqn_worker_for, repo_root, temp_dir};
 use tonic::Code;
 
+/// The learner runs in this process: with the allocator its binaries use (see learner/src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn cartpole_dqn() -> RunConfig {
     let mut config = RunConfig::load(&repo_root().join("configs/cartpole-dqn.toml")).unwrap();
     config.learner.device = DeviceChoice::Flex;
@@ -45,10 +49,11 @@ fn real_batch(config: &RunConfig, seed: u64) -> shoal_common::transition::Transi
         .unwrap()
 }
 
-fn updates_per_second(batch_size: usize, prioritized: bool) -> f64 {
+fn updates_per_second(batch_size: usize, prioritized: bool, dense: bool) -> f64 {
     let mut config = cartpole_dqn();
     config.dqn.batch_size = batch_size;
     config.dqn.prioritized = prioritized;
+    config.learner.dense_mlp = dense;
     let spec = shoal_learner::model_spec(&config).unwrap();
     let mut trainer = DqnTrainer::new(
         &config,
@@ -109,13 +114,21 @@ fn main() {
     println!(
         "DQN learner updates/s, CartPole Q-network 4-64-64-2, flex, replay of 20k transitions"
     );
-    println!("| batch | uniform updates/s | prioritised updates/s |");
-    println!("|---|---|---|");
+    println!(
+        "host: `learner.dense_mlp` (the default); burn: `learner.dense_mlp = false` (autodiff, as \
+         before issue 19), side by side"
+    );
+    println!(
+        "| batch | uniform, host | uniform, burn | ratio | prioritised, host | prioritised, burn | ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for batch in [64, 256] {
+        let [uh, ub, ph, pb] = [(false, true), (false, false), (true, true), (true, false)]
+            .map(|(prioritized, dense)| updates_per_second(batch, prioritized, dense));
         println!(
-            "| {batch} | {:.0} | {:.0} |",
-            updates_per_second(batch, false),
-            updates_per_second(batch, true)
+            "| {batch} | {uh:.0} | {ub:.0} | {:.1}x | {ph:.0} | {pb:.0} | {:.1}x |",
+            uh / ub,
+            ph / pb
         );
     }
 

@@ -1,6 +1,7 @@
 //! Benchmark: where one synchronous PPO cycle's time goes, measured side by side in one run.
-//! Learner (flex): a bare forward/backward, plus global-norm clipping, plus the Adam step, and
-//! the whole `PpoTrainer::update` (20 epochs × one 256-sample minibatch, the CartPole config).
+//! Learner (flex): burn's bare forward/backward, plus global-norm clipping, plus the Adam step,
+//! and the whole `PpoTrainer::update` (20 epochs × one 256-sample minibatch, the CartPole
+//! config) on the host path (`learner.dense_mlp`, the default) and through burn.
 //! Actor: loading a new parameter version, one batched inference, one rollout.
 //!
 //! `cargo bench -p shoal-tests --bench ppo_update`
@@ -51,6 +52,12 @@ fn main() {
         let _ = clip_global_norm(&model, &mut g, 0.5);
         model = optim.step(1e-4, model.clone(), g);
     });
+    let mut burn_config = config.clone();
+    burn_config.learner.dense_mlp = false;
+    let mut burn_trainer = PpoTrainer::new(&burn_config, spec.clone(), &initial, Device::flex(), 1);
+    let burn_update = per_iter(20, || {
+        let _ = burn_trainer.update(&batch, 0);
+    });
     let mut trainer = PpoTrainer::new(&config, spec.clone(), &initial, Device::flex(), 1);
     let update = per_iter(20, || {
         let _ = trainer.update(&batch, 0);
@@ -85,8 +92,14 @@ fn main() {
         with_adam - with_clip
     );
     println!(
-        "  full PpoTrainer::update              {update:8.3} ms/update = {:.3} ms/step (PPO loss, tensors, stats)",
-        update / steps
+        "  full PpoTrainer::update, burn        {burn_update:8.3} ms/update = {:.3} ms/step (PPO loss, tensors, stats)",
+        burn_update / steps
+    );
+    println!(
+        "  full PpoTrainer::update, host path   {update:8.3} ms/update = {:.3} ms/step ({} threads; {:.1}x faster)",
+        update / steps,
+        config.learner.compute_threads,
+        burn_update / update
     );
     println!(
         "actor (flex): load a version {load:.3} ms, act on {} observations {:.1} us, one rollout ({}x{} steps) {rollout:.3} ms",

@@ -497,6 +497,16 @@ pub fn final_policy_episodes(
 /// # Panics
 /// When the run fails (its stderr is in the message).
 pub fn shoal_train(config: &str, seed: u64, actors: u32) -> (serde_json::Value, f64) {
+    shoal_train_with(config, seed, actors, &[])
+}
+
+/// [`shoal_train`] with more arguments after the others (`--set KEY=VALUE` overrides, say).
+pub fn shoal_train_with(
+    config: &str,
+    seed: u64,
+    actors: u32,
+    extra: &[&str],
+) -> (serde_json::Value, f64) {
     let run_dir = temp_dir(&format!("train-{}-{seed}", config.replace('/', "_")));
     let start = std::time::Instant::now();
     let out = std::process::Command::new(shoal_exe())
@@ -516,6 +526,7 @@ pub fn shoal_train(config: &str, seed: u64, actors: u32) -> (serde_json::Value, 
             "--run-dir",
             run_dir.to_str().expect("utf-8 path"),
         ])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .output()

@@ -1,7 +1,6 @@
 //! A3C: the gradient path from an actor to the learner's parameters, staleness refusal against a
 //! real learner, and learner + 4 actor processes solving CartPole.
 
-use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 use shoal_actor::algo::a3c::{GradientComputer, rollout_returns};
@@ -54,7 +53,7 @@ fn pushed_gradient_applied_by_the_learner_equals_burn_in_process() {
         rollout.env_steps() as u32,
     )
     .unwrap();
-    let mut trainer = A3cTrainer::new(&config.a3c, &params, Device::flex());
+    let mut trainer = A3cTrainer::new(&config.a3c, &params);
     trainer.apply(received.grad.clone());
     let applied = trainer.params();
 
@@ -85,26 +84,7 @@ fn pushed_gradient_applied_by_the_learner_equals_burn_in_process() {
         policy_loss + value_loss.mul_scalar(loss.vf_coef) - eval.entropy.mul_scalar(loss.ent_coef);
     let grads = GradientsParams::from_grads(total.backward(), &model);
     // The per-parameter gradients, flattened in layout order, equal what the learner received.
-    struct Collect<'a> {
-        grads: &'a GradientsParams,
-        out: Vec<f32>,
-    }
-    impl ModuleVisitor for Collect<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let g = self
-                .grads
-                .get::<D>(param.id)
-                .expect("every parameter has a gradient");
-            let data = g.into_data().convert::<f32>();
-            self.out.extend_from_slice(data.as_slice::<f32>().unwrap());
-        }
-    }
-    let mut collect = Collect {
-        grads: &grads,
-        out: Vec::new(),
-    };
-    model.visit(&mut collect);
-    let reference = collect.out;
+    let reference = shoal_learner::dense::flat_grads(&model, &grads);
     assert_eq!(reference.len(), received.grad.len());
     for (i, (a, r)) in received.grad.iter().zip(&reference).enumerate() {
         assert!(

@@ -16,11 +16,12 @@ fn flex(mut config: RunConfig) -> RunConfig {
     config
 }
 
-/// Issue 6, acceptance 1: with 3 actors, one is SIGKILLed every 10 s (the first 3 s in) and a
-/// replacement starts; the run still reaches 475 and the trainer never waits longer than the
-/// actor timeout for a batch.
+/// Issue 6, acceptance 1: with 3 actors, one is SIGKILLed every second (the first half a second
+/// in) and a replacement starts; the run still reaches 475 and the trainer never waits longer
+/// than the actor timeout for a batch. (Issue 6 killed one every 10 s, the first 3 s in; since
+/// issue 19's learner a run solves in about 2–3 s.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ppo_solves_while_an_actor_is_killed_every_10_s() {
+async fn ppo_solves_while_an_actor_is_killed_every_second() {
     let mut config = flex(cartpole_config());
     config.total_steps = 400_000;
     config.learner.actor_timeout_secs = 5.0;
@@ -31,7 +32,7 @@ async fn ppo_solves_while_an_actor_is_killed_every_10_s() {
         .map(|i| spawn_actor(&url, &format!("churn-{i}"), false))
         .collect();
     let mut handle = learner.handle;
-    let mut next_kill = Instant::now() + Duration::from_secs(3);
+    let mut next_kill = Instant::now() + Duration::from_millis(500);
     let (mut kills, mut spawned) = (0usize, 3usize);
     let summary = loop {
         let until_kill = next_kill.saturating_duration_since(Instant::now());
@@ -44,7 +45,7 @@ async fn ppo_solves_while_an_actor_is_killed_every_10_s() {
                 actors[victim] = spawn_actor(&url, &format!("churn-{spawned}"), false);
                 kills += 1;
                 spawned += 1;
-                next_kill += Duration::from_secs(10);
+                next_kill += Duration::from_secs(1);
             }
         }
     };

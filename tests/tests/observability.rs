@@ -53,6 +53,8 @@ async fn a_cartpole_run_exports_metrics_plots_evaluates_and_exports_its_policy()
         .env("RUST_LOG", "warn")
         .args(["train", "configs/cartpole-ppo.toml", "--actors", "2"])
         .args(["--device", "flex", "--seed", "1", "--json"])
+        // The run solves in about 2 s: status rows (and what the endpoint serves) every 0.25 s.
+        .args(["--set", "learner.status_interval_secs=0.25"])
         .args(["--run-dir", run_dir.to_str().unwrap()])
         .args(["--metrics-listen", &metrics_addr])
         .stdin(Stdio::null())

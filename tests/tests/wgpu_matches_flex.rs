@@ -1,6 +1,7 @@
 //! One PPO update on the wgpu device (Mesa's software Vulkan driver on machines without a GPU)
-//! equals the same update on flex, within float tolerance: for the MLP and for a convolutional
-//! encoder on image observations.
+//! equals the same update on flex, within float tolerance: for the MLP (on flex the learner's
+//! host path, `learner.dense_mlp`, against burn's autodiff on wgpu) and for a convolutional
+//! encoder on image observations (burn on both).
 #![cfg(feature = "wgpu")]
 
 use shoal_common::config::{DeviceChoice, RunConfig};

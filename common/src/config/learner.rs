@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::limits::LimitsConfig;
-use super::range::{Invalid, Range, Section};
+use super::range::{Bound, Invalid, Range, Section};
 
 /// Where the learner trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -43,6 +43,14 @@ pub struct LearnerConfig {
     pub keep_checkpoints: usize,
     /// What clients may hold (`[learner.limits]`).
     pub limits: LimitsConfig,
+    /// On the CPU (flex), train PPO's and DQN's `mlp` models on vector observations with the
+    /// learner's own dense-layer code instead of burn's autodiff: the same updates to float
+    /// tolerance, several times faster. `false`: burn for them, as before. (A3C's learner only
+    /// applies pushed gradients, with its host optimizer on any device.)
+    pub dense_mlp: bool,
+    /// Threads that code splits each PPO minibatch over (one reduction in a fixed order: updates
+    /// are bit-reproducible for a fixed count, and differ in rounding between counts).
+    pub compute_threads: usize,
 }
 
 impl Default for LearnerConfig {
@@ -57,6 +65,8 @@ impl Default for LearnerConfig {
             checkpoint_interval_updates: 0,
             keep_checkpoints: 3,
             limits: LimitsConfig::default(),
+            dense_mlp: true,
+            compute_threads: 2,
         }
     }
 }
@@ -97,6 +107,11 @@ impl LearnerConfig {
             "keep_checkpoints",
             self.keep_checkpoints as u64,
             Range::AT_LEAST_ONE,
+        )?;
+        s.count(
+            "compute_threads",
+            self.compute_threads as u64,
+            Range::new(Bound::Closed(1.0), Bound::Closed(64.0)),
         )?;
         self.limits.validate()
     }

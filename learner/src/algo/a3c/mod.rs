@@ -20,7 +20,7 @@ use admission::A3cAdmission;
 use run::A3cRun;
 use staleness::StalenessBound;
 
-pub use trainer::{A3cTrainer, FlatParams, optimizer};
+pub use trainer::{A3cTrainer, optimizer};
 
 /// Starts A3C for `setup`.
 pub(crate) fn start(setup: Setup) -> Started {
@@ -30,7 +30,6 @@ pub(crate) fn start(setup: Setup) -> Started {
         initial,
         normalization,
         counters,
-        device,
         ..
     } = setup;
     let (queue, rx) = crossbeam_channel::bounded(config.learner.queue_capacity);
@@ -45,7 +44,7 @@ pub(crate) fn start(setup: Setup) -> Started {
         num_floats: spec.layout().num_floats(),
     };
     Started::new(admission, rx, move || {
-        let trainer = A3cTrainer::new(&config.a3c, &initial, device);
+        let trainer = A3cTrainer::new(&config.a3c, &initial);
         A3cRun::new(config, trainer, staleness, normalization, &counters)
     })
 }

@@ -27,6 +27,12 @@ pub fn huber(x: Tensor<1>) -> Tensor<1> {
     quadratic.square().mul_scalar(0.5) + linear
 }
 
+/// [`huber`] of one value.
+pub fn huber_value(x: f64) -> f64 {
+    let a = x.abs();
+    if a <= 1.0 { 0.5 * a * a } else { a - 0.5 }
+}
+
 /// Polyak averaging of target parameters: `target ← τ·online + (1 − τ)·target`, elementwise
 /// (τ = 1 copies).
 pub fn polyak_update(target: &mut [f32], online: &[f32], tau: f64) {
@@ -70,8 +76,9 @@ mod tests {
             .try_to_vec::<f32>()
             .unwrap();
         let want = [2.5, 0.5, 0.125, 0.0, 0.125, 1.5];
-        for (g, w) in got.iter().zip(want) {
+        for ((g, w), x) in got.iter().zip(want).zip([-3.0, -1.0, -0.5, 0.0, 0.5, 2.0]) {
             assert!((g - w).abs() < 1e-6, "{got:?}");
+            assert_eq!(huber_value(x), w as f64, "huber_value({x})");
         }
     }
 

@@ -9,6 +9,7 @@
 //! - [`run`]: the trainer thread's side: replay ratio, target sync, publication, evaluation.
 
 pub mod admission;
+pub mod dense;
 pub mod exploration;
 pub mod loss;
 pub mod replay;

@@ -11,6 +11,7 @@
 
 pub mod admission;
 pub mod batch;
+pub mod dense;
 pub mod gate;
 mod leash;
 pub mod loss;

@@ -1,5 +1,6 @@
-//! The PPO trainer: owns the model and optimizer on the training device and turns a batch
-//! into one update (epochs × minibatches). Only the trainer thread touches it.
+//! The PPO trainer: owns the model and optimizer and turns a batch into one update (epochs ×
+//! minibatches). `mlp` models on the CPU train on the host ([`super::dense`]), every other model
+//! through burn's autodiff on the training device. Only the trainer thread touches it.
 
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData, Transaction};
@@ -9,6 +10,7 @@ use shoal_common::obs::Observations;
 use shoal_common::rng::Rng;
 
 use super::batch::Batch;
+use super::dense::{DensePpo, Minibatch};
 use super::loss::{LossCoefs, PpoLoss, explained_variance, normalize, ppo_loss};
 use crate::checkpoint::CheckpointError;
 use crate::grad_clip::clip_global_norm;
@@ -41,6 +43,8 @@ pub struct UpdateStats {
 #[derive(Default)]
 pub(crate) struct StepStats {
     tensors: Vec<Tensor<1>>,
+    /// The same six sums for steps taken on the host ([`StepStats::record_host`]).
+    host: [f64; 6],
     steps: usize,
 }
 
@@ -59,6 +63,21 @@ impl StepStats {
         self.steps += 1;
     }
 
+    /// Records one host step's loss sums (divided by its rows: the means) and gradient norm.
+    pub(crate) fn record_host(&mut self, r: &super::dense::StepReport) {
+        let n = r.rows.max(1) as f64;
+        let s = &r.sums;
+        let means = [s.policy, s.value, s.entropy, s.approx_kl, s.clipped].map(|v| v / n);
+        for (sum, v) in self
+            .host
+            .iter_mut()
+            .zip(means.into_iter().chain([r.grad_norm]))
+        {
+            *sum += v;
+        }
+        self.steps += 1;
+    }
+
     /// Reads every statistic back at once; the update's means, with the quantities measured
     /// on the host.
     pub(crate) fn finish(
@@ -67,7 +86,7 @@ impl StepStats {
         learning_rate: f64,
         batch_size: usize,
     ) -> UpdateStats {
-        let mut sums = [0.0f64; 6];
+        let mut sums = self.host;
         let mut tx = Transaction::default();
         for t in self.tensors {
             tx = tx.register(t);
@@ -90,14 +109,40 @@ impl StepStats {
     }
 }
 
+/// Where the model and its optimizer live.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per trainer (or per update), moved rarely: boxing saves nothing that matters"
+)]
+enum Engine {
+    /// burn's autodiff on the training device.
+    Burn {
+        model: Option<ActorCritic>,
+        optimizer: ModuleOptimizer,
+    },
+    /// The host step for `mlp` models.
+    Dense(Box<DensePpo>),
+}
+
+/// The model and optimizer as they were, to return to ([`PpoTrainer::snapshot`]).
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per trainer (or per update), moved rarely: boxing saves nothing that matters"
+)]
+pub enum Snapshot {
+    /// burn's (tensors shared, not copied).
+    Burn(ActorCritic, ModuleOptimizer),
+    /// The host step's parameters and Adam state (copied: three vectors).
+    Dense(Vec<f32>, crate::dense::FlatAdam),
+}
+
 /// Owns the network and its optimizer.
 pub struct PpoTrainer {
     spec: ModelSpec,
     ppo: PpoConfig,
     total_steps: u64,
     device: Device,
-    model: Option<ActorCritic>,
-    optimizer: ModuleOptimizer,
+    engine: Engine,
     rng: Rng,
 }
 
@@ -111,20 +156,45 @@ impl PpoTrainer {
         device: Device,
         shuffle_seed: u64,
     ) -> Self {
+        let dense = (config.learner.dense_mlp && device == Device::flex())
+            .then(|| {
+                DensePpo::new(
+                    &spec,
+                    initial,
+                    config.ppo.adam_eps,
+                    config.learner.compute_threads,
+                )
+            })
+            .flatten();
         let device = device.autodiff();
-        let model = spec.build(initial, &device);
-        let optimizer = AdamConfig::new()
-            .with_epsilon(config.ppo.adam_eps as f32)
-            .init();
+        if dense.is_some() {
+            tracing::info!(
+                threads = config.learner.compute_threads,
+                "PPO trains on the host path (learner.dense_mlp)"
+            );
+        }
+        let engine = match dense {
+            Some(dense) => Engine::Dense(Box::new(dense)),
+            None => Engine::Burn {
+                model: Some(spec.build(initial, &device)),
+                optimizer: AdamConfig::new()
+                    .with_epsilon(config.ppo.adam_eps as f32)
+                    .init(),
+            },
+        };
         Self {
             spec,
             ppo: config.ppo.clone(),
             total_steps: config.total_steps,
             device,
-            model: Some(model),
-            optimizer,
+            engine,
             rng: Rng::new(shuffle_seed),
         }
+    }
+
+    /// Whether the host step trains this model (else burn's autodiff).
+    pub fn is_dense(&self) -> bool {
+        matches!(self.engine, Engine::Dense(_))
     }
 
     /// The model spec.
@@ -134,35 +204,67 @@ impl PpoTrainer {
 
     /// Current parameters, flattened in layout order.
     pub fn params(&self) -> Vec<f32> {
-        self.model().to_flat()
+        match &self.engine {
+            Engine::Burn { model, .. } => model
+                .as_ref()
+                .expect("model is only taken during a step")
+                .to_flat(),
+            Engine::Dense(dense) => dense.params().to_vec(),
+        }
     }
 
-    /// Writes the optimizer state into the checkpoint directory `dir`.
+    /// Writes the optimizer state into the checkpoint directory `dir` (burn's file format
+    /// either way).
     pub fn save_optimizer(&self, dir: &std::path::Path) -> Result<(), CheckpointError> {
-        crate::checkpoint::save_optimizer(&self.optimizer, dir)
+        match &self.engine {
+            Engine::Burn { optimizer, .. } => crate::checkpoint::save_optimizer(optimizer, dir),
+            Engine::Dense(dense) => {
+                crate::checkpoint::save_flat_optimizer(dense.adam(), dense.layout(), dir)
+            }
+        }
     }
 
-    /// The model and optimizer as they are now, to return to with [`PpoTrainer::rollback`]
-    /// (cheap: tensors are shared, not copied).
-    pub fn snapshot(&self) -> (ActorCritic, ModuleOptimizer) {
-        (self.model().clone(), self.optimizer.clone())
+    /// The model and optimizer as they are now, to return to with [`PpoTrainer::rollback`].
+    pub fn snapshot(&self) -> Snapshot {
+        match &self.engine {
+            Engine::Burn { model, optimizer } => Snapshot::Burn(
+                model.clone().expect("model is only taken during a step"),
+                optimizer.clone(),
+            ),
+            Engine::Dense(dense) => {
+                let (params, adam) = dense.state();
+                Snapshot::Dense(params, adam)
+            }
+        }
     }
 
     /// Returns to a [`PpoTrainer::snapshot`].
-    pub fn rollback(&mut self, (model, optimizer): (ActorCritic, ModuleOptimizer)) {
-        self.model = Some(model);
-        self.optimizer = optimizer;
+    pub fn rollback(&mut self, snapshot: Snapshot) {
+        match (&mut self.engine, snapshot) {
+            (Engine::Dense(dense), Snapshot::Dense(params, adam)) => {
+                dense.restore((params, adam));
+            }
+            (engine, Snapshot::Burn(model, optimizer)) => {
+                *engine = Engine::Burn {
+                    model: Some(model),
+                    optimizer,
+                };
+            }
+            (Engine::Burn { .. }, Snapshot::Dense(..)) => {
+                unreachable!("a snapshot of this trainer's engine")
+            }
+        }
     }
 
     /// Reads the optimizer state [`PpoTrainer::save_optimizer`] wrote.
     pub fn load_optimizer(&mut self, dir: &std::path::Path) -> Result<(), CheckpointError> {
-        crate::checkpoint::load_optimizer(&mut self.optimizer, dir)
-    }
-
-    fn model(&self) -> &ActorCritic {
-        self.model
-            .as_ref()
-            .expect("model is only taken during a step")
+        match &mut self.engine {
+            Engine::Burn { optimizer, .. } => crate::checkpoint::load_optimizer(optimizer, dir),
+            Engine::Dense(dense) => {
+                let layout = dense.layout().clone();
+                crate::checkpoint::load_flat_optimizer(dense.adam_mut(), &layout, dir)
+            }
+        }
     }
 
     /// Linear annealing factor for the update starting at `env_steps`.
@@ -215,23 +317,119 @@ impl PpoTrainer {
                 if self.ppo.norm_adv {
                     normalize(&mut adv);
                 }
-                let d = &self.device;
-                let t2 = |v: Vec<f32>, cols: usize| {
-                    Tensor::<2>::from_data(TensorData::new(v, [m, cols]), d)
-                };
-                let t1 = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [m]), d);
-                let obs = obs.into_tensor(m, d);
-                let model = self.model.take().expect("model present");
-                let (policy, values) =
-                    model.evaluate_with_values(obs, t2(action_rows(head, &actions), outputs));
-                let loss = ppo_loss(policy, values, t1(old_lp), t1(adv), t1(ret), coefs);
-                let grads = loss.total.clone().backward();
-                let mut grads = GradientsParams::from_grads(grads, &model);
-                let grad_norm = clip_global_norm(&model, &mut grads, self.ppo.max_grad_norm);
-                self.model = Some(self.optimizer.step(lr, model, grads));
-                stats.record(loss, grad_norm);
+                match &mut self.engine {
+                    Engine::Dense(dense) => {
+                        let obs = obs.to_f32();
+                        let mb = Minibatch {
+                            obs: &obs,
+                            actions: &actions,
+                            old_log_probs: &old_lp,
+                            advantages: &adv,
+                            returns: &ret,
+                        };
+                        let report = dense.step(&mb, coefs, lr, self.ppo.max_grad_norm);
+                        stats.record_host(&report);
+                    }
+                    Engine::Burn { model, optimizer } => {
+                        let d = &self.device;
+                        let t2 = |v: Vec<f32>, cols: usize| {
+                            Tensor::<2>::from_data(TensorData::new(v, [m, cols]), d)
+                        };
+                        let t1 = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [m]), d);
+                        let obs = obs.into_tensor(m, d);
+                        let taken = model.take().expect("model present");
+                        let (policy, values) = taken
+                            .evaluate_with_values(obs, t2(action_rows(head, &actions), outputs));
+                        let loss = ppo_loss(policy, values, t1(old_lp), t1(adv), t1(ret), coefs);
+                        let grads = loss.total.clone().backward();
+                        let mut grads = GradientsParams::from_grads(grads, &taken);
+                        let grad_norm =
+                            clip_global_norm(&taken, &mut grads, self.ppo.max_grad_norm);
+                        *model = Some(optimizer.step(lr, taken, grads));
+                        stats.record(loss, grad_norm);
+                    }
+                }
             }
         }
         stats.finish(explained_variance(&batch.values, &batch.returns), lr, b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_common::model::{ActionHead, Activation};
+    use shoal_common::obs::ObsFormat;
+
+    /// A seeded batch of `rows` samples for `spec`.
+    fn seeded_batch(spec: &ModelSpec, rows: usize, seed: u64) -> Batch {
+        let mut rng = Rng::new(seed);
+        let mut normals =
+            |n: usize, s: f64| -> Vec<f32> { (0..n).map(|_| (rng.normal() * s) as f32).collect() };
+        let obs = normals(rows * spec.obs_dim, 1.0);
+        let actions = match spec.action {
+            ActionHead::Categorical(n) => (0..rows).map(|i| (i % n) as f32).collect(),
+            ActionHead::Gaussian(a) => normals(rows * a, 1.0),
+        };
+        Batch {
+            obs: Observations::from_f32(ObsFormat::F32, &obs),
+            actions,
+            log_probs: normals(rows, 0.2).iter().map(|v| v - 0.7).collect(),
+            advantages: normals(rows, 1.0),
+            returns: normals(rows, 3.0),
+            values: normals(rows, 3.0),
+        }
+    }
+
+    #[test]
+    fn one_update_gives_the_same_parameters_on_the_host_as_through_burn() {
+        let mut config = RunConfig::default();
+        // 512-row minibatches: the CartPole network's split over 2 threads.
+        config.ppo.update_epochs = 4;
+        config.ppo.num_minibatches = 2;
+        config.ppo.ent_coef = 0.01;
+        for spec in [
+            ModelSpec::mlp(
+                4,
+                ActionHead::Categorical(2),
+                vec![64, 64],
+                Activation::Tanh,
+            ),
+            ModelSpec::mlp(3, ActionHead::Gaussian(2), vec![32, 32], Activation::Relu),
+        ] {
+            let initial = spec.init_params(3);
+            let batch = seeded_batch(&spec, 1024, 4);
+            config.learner.dense_mlp = false;
+            let mut burn = PpoTrainer::new(&config, spec.clone(), &initial, Device::flex(), 7);
+            assert!(!burn.is_dense());
+            let want_stats = burn.update(&batch, 0);
+            let want = burn.params();
+            for threads in [1, 2] {
+                config.learner.dense_mlp = true;
+                config.learner.compute_threads = threads;
+                let mut host = PpoTrainer::new(&config, spec.clone(), &initial, Device::flex(), 7);
+                assert!(host.is_dense());
+                let stats = host.update(&batch, 0);
+                let got = host.params();
+                let moved = crate::dense::max_abs_diff(&want, &initial);
+                let worst = crate::dense::max_abs_diff(&got, &want);
+                assert!(moved > 1e-3, "the update moved the parameters ({moved})");
+                assert!(
+                    worst < 1e-5,
+                    "{} threads {threads}: parameters differ by up to {worst} (moved {moved})",
+                    spec.input()
+                );
+                let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * (1.0 + b.abs());
+                assert!(
+                    close(stats.policy_loss, want_stats.policy_loss),
+                    "{stats:?} vs {want_stats:?}"
+                );
+                assert!(close(stats.value_loss, want_stats.value_loss));
+                assert!(close(stats.entropy, want_stats.entropy));
+                assert!(close(stats.approx_kl, want_stats.approx_kl));
+                assert!(close(stats.clipfrac, want_stats.clipfrac));
+                assert!(close(stats.grad_norm, want_stats.grad_norm));
+            }
+        }
     }
 }
