@@ -2,6 +2,8 @@
 //! with the current parameter version, by whichever actors are connected.
 //!
 //! - [`loss`]: the clipped-surrogate loss and its helpers (pure functions).
+//! - [`head_grads`]: its gradient at the heads, by hand (pure), for [`dense`]: the host step
+//!   for `mlp` models, split over threads by `shards`.
 //! - [`batch`]: rollouts → GAE advantages and value targets, flattened.
 //! - [`trainer`]: the model and optimizer; one update per batch.
 //! - [`gate`]: which rollouts of the current version arrived (shared by both sides).
@@ -13,9 +15,11 @@ pub mod admission;
 pub mod batch;
 pub mod dense;
 pub mod gate;
+pub mod head_grads;
 mod leash;
 pub mod loss;
 pub mod run;
+mod shards;
 pub mod trainer;
 
 use std::sync::Arc;

@@ -10,7 +10,8 @@ use shoal_common::obs::Observations;
 use shoal_common::rng::Rng;
 
 use super::batch::Batch;
-use super::dense::{DensePpo, Minibatch};
+use super::dense::DensePpo;
+use super::head_grads::Minibatch;
 use super::loss::{LossCoefs, PpoLoss, explained_variance, normalize, ppo_loss};
 use crate::checkpoint::CheckpointError;
 use crate::grad_clip::clip_global_norm;
