@@ -48,8 +48,9 @@ pub struct LearnerConfig {
     /// tolerance, several times faster. `false`: burn for them, as before. (A3C's learner only
     /// applies pushed gradients, with its host optimizer on any device.)
     pub dense_mlp: bool,
-    /// Threads that code splits each PPO minibatch over (one reduction in a fixed order: updates
-    /// are bit-reproducible for a fixed count, and differ in rounding between counts).
+    /// Threads that code splits each PPO minibatch over, at most as many as the process may run
+    /// at once (one reduction in a fixed order: updates are bit-reproducible for a fixed count,
+    /// and differ in rounding between counts).
     pub compute_threads: usize,
 }
 

@@ -157,22 +157,18 @@ impl PpoTrainer {
         device: Device,
         shuffle_seed: u64,
     ) -> Self {
+        // No more threads than the process may run at once (a worker polling for a core the
+        // trainer thread needs would only slow it).
+        let threads = config
+            .learner
+            .compute_threads
+            .min(std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get));
         let dense = (config.learner.dense_mlp && device == Device::flex())
-            .then(|| {
-                DensePpo::new(
-                    &spec,
-                    initial,
-                    config.ppo.adam_eps,
-                    config.learner.compute_threads,
-                )
-            })
+            .then(|| DensePpo::new(&spec, initial, config.ppo.adam_eps, threads))
             .flatten();
         let device = device.autodiff();
         if dense.is_some() {
-            tracing::info!(
-                threads = config.learner.compute_threads,
-                "PPO trains on the host path (learner.dense_mlp)"
-            );
+            tracing::info!(threads, "PPO trains on the host path (learner.dense_mlp)");
         }
         let engine = match dense {
             Some(dense) => Engine::Dense(Box::new(dense)),
