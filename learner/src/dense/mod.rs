@@ -8,11 +8,13 @@
 pub mod adam;
 pub mod gemm;
 pub mod mlp;
+pub mod model;
 pub mod pack;
 pub mod rmsprop;
 
 pub use adam::FlatAdam;
 pub use mlp::{DenseMlp, Trace};
+pub use model::HostModel;
 pub use pack::{FlatOptimizer, StateFileError};
 pub use rmsprop::FlatRmsProp;
 

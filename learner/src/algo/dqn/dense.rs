@@ -4,13 +4,13 @@
 //! ([`huber_grad`]), one backward pass, global-norm clipping and Adam on the flat parameters.
 //! The same update as the burn path to float tolerance (tested), without its per-operation cost.
 
-use shoal_common::codec::ParamLayout;
-use shoal_common::model::{ActionHead, EncoderKind, Input, ModelSpec};
+use shoal_common::model::{ActionHead, ModelSpec};
 
 use super::loss::{double_dqn_target, huber_value};
 use super::replay::SampledBatch;
 use super::trainer::DqnStats;
-use crate::dense::{DenseMlp, FlatAdam, FlatOptimizer, Trace};
+use crate::dense::model::vector_mlp;
+use crate::dense::{DenseMlp, HostModel, Trace};
 use crate::grad_clip::clip_flat_global_norm;
 
 /// `d/dx` of the Huber loss (δ = 1): `x` inside `[−1, 1]`, its sign beyond.
@@ -22,9 +22,7 @@ pub fn huber_grad(x: f32) -> f32 {
 #[derive(Debug, Clone)]
 pub struct DenseDqn {
     q: DenseMlp,
-    layout: ParamLayout,
-    params: Vec<f32>,
-    adam: FlatAdam,
+    model: HostModel,
     online: Trace,
     online_next: Trace,
     target_next: Trace,
@@ -37,20 +35,15 @@ impl DenseDqn {
     /// The host update for `spec` when it is an `mlp` model on vectors with discrete actions
     /// (`None` otherwise), from `initial`.
     pub fn new(spec: &ModelSpec, initial: &[f32], adam_eps: f64) -> Option<Self> {
-        if spec.encoder != EncoderKind::Mlp
-            || spec.input != Input::Vector
-            || !matches!(spec.action, ActionHead::Categorical(_))
-        {
+        if !vector_mlp(spec) || !matches!(spec.action, ActionHead::Categorical(_)) {
             return None;
         }
         let layout = spec.layout();
         let q = DenseMlp::locate(&layout, "actor", spec.activation)?;
         let len = layout.num_floats();
-        assert_eq!(initial.len(), len, "parameter count");
         Some(Self {
             q,
-            params: initial.to_vec(),
-            adam: FlatAdam::new(adam_eps as f32, len),
+            model: HostModel::new(layout, initial, adam_eps),
             online: Trace::default(),
             online_next: Trace::default(),
             target_next: Trace::default(),
@@ -58,28 +51,17 @@ impl DenseDqn {
             scratch: Vec::new(),
             // The value network's part stays zero: DQN does not train it.
             grad: vec![0.0; len],
-            layout,
         })
     }
 
-    /// The online parameters in layout order.
-    pub fn params(&self) -> &[f32] {
-        &self.params
+    /// The online network: parameters and Adam state.
+    pub fn model(&self) -> &HostModel {
+        &self.model
     }
 
-    /// The parameter layout.
-    pub fn layout(&self) -> &ParamLayout {
-        &self.layout
-    }
-
-    /// The optimizer state.
-    pub fn adam(&self) -> &FlatAdam {
-        &self.adam
-    }
-
-    /// The optimizer state, to load into.
-    pub fn adam_mut(&mut self) -> &mut FlatAdam {
-        &mut self.adam
+    /// The online network, to load into.
+    pub fn model_mut(&mut self) -> &mut HostModel {
+        &mut self.model
     }
 
     /// One double-DQN update on `sample` with the target network's `target` parameters; the
@@ -96,9 +78,10 @@ impl DenseDqn {
         let a = self.q.outputs();
         let obs = sample.obs.to_f32();
         let next = sample.next_obs.to_f32();
-        self.q.forward(&self.params, &obs, b, &mut self.online);
         self.q
-            .forward(&self.params, &next, b, &mut self.online_next);
+            .forward(self.model.params(), &obs, b, &mut self.online);
+        self.q
+            .forward(self.model.params(), &next, b, &mut self.online_next);
         self.q.forward(target, &next, b, &mut self.target_next);
         let (q_all, q_next, q_target) = (
             self.online.output(),
@@ -128,7 +111,7 @@ impl DenseDqn {
         }
         let loss = loss / b as f64;
         self.q.backward(
-            &self.params,
+            self.model.params(),
             &obs,
             &self.online,
             &mut self.d_out,
@@ -139,7 +122,7 @@ impl DenseDqn {
         if !(loss.is_finite() && norm.is_finite()) {
             return None;
         }
-        self.adam.step(learning_rate, &mut self.params, &self.grad);
+        self.model.step(learning_rate, &self.grad);
         let stats = DqnStats {
             loss,
             q_mean: q_sum / b as f64,

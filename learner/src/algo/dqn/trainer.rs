@@ -75,7 +75,7 @@ impl DqnTrainer {
         device: Device,
         seed: u64,
     ) -> Self {
-        let dense = (config.learner.dense_mlp && device == Device::flex())
+        let dense = crate::dense::model::enabled(config, &device)
             .then(|| DenseDqn::new(&spec, initial, config.dqn.adam_eps))
             .flatten();
         let base = device.clone();
@@ -147,7 +147,7 @@ impl DqnTrainer {
             Engine::Burn { online, .. } => {
                 online.as_ref().expect("online network present").to_flat()
             }
-            Engine::Dense(dense) => dense.params().to_vec(),
+            Engine::Dense(dense) => dense.model().params().to_vec(),
         }
     }
 
@@ -155,9 +155,7 @@ impl DqnTrainer {
     fn save_optimizer(&self, dir: &Path) -> Result<(), CheckpointError> {
         match &self.engine {
             Engine::Burn { optimizer, .. } => crate::checkpoint::save_optimizer(optimizer, dir),
-            Engine::Dense(dense) => {
-                crate::checkpoint::save_flat_optimizer(dense.adam(), dense.layout(), dir)
-            }
+            Engine::Dense(dense) => dense.model().save_optimizer(dir),
         }
     }
 
@@ -165,10 +163,7 @@ impl DqnTrainer {
     fn load_optimizer(&mut self, dir: &Path) -> Result<(), CheckpointError> {
         match &mut self.engine {
             Engine::Burn { optimizer, .. } => crate::checkpoint::load_optimizer(optimizer, dir),
-            Engine::Dense(dense) => {
-                let layout = dense.layout().clone();
-                crate::checkpoint::load_flat_optimizer(dense.adam_mut(), &layout, dir)
-            }
+            Engine::Dense(dense) => dense.model_mut().load_optimizer(dir),
         }
     }
 

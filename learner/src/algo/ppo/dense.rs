@@ -6,13 +6,13 @@
 //! parameter vector. The same update as the burn path (`ppo_loss` under autodiff) to float
 //! tolerance (tested), without its per-operation dispatch, graph building and allocation.
 
-use shoal_common::codec::ParamLayout;
 use shoal_common::model::{ActionHead, Activation, ModelSpec};
 
 use super::head_grads::{LossSums, Minibatch};
 use super::loss::LossCoefs;
 use super::shards::{Job, Net, Shard, Worker};
-use crate::dense::{DenseMlp, FlatAdam, FlatOptimizer};
+use crate::dense::model::vector_mlp;
+use crate::dense::{DenseMlp, HostModel};
 use crate::grad_clip::clip_flat_global_norm;
 
 /// The least work (multiply-adds of the forward pass) worth a thread of its own.
@@ -33,9 +33,7 @@ pub struct StepReport {
 #[derive(Debug)]
 pub struct DensePpo {
     net: Net,
-    layout: ParamLayout,
-    params: Vec<f32>,
-    adam: FlatAdam,
+    model: HostModel,
     /// The trainer thread's own shard (the first).
     own: Shard,
     /// One per further thread, with its job's buffers while it is not out.
@@ -49,8 +47,7 @@ impl DensePpo {
     /// The host step for `spec` when it is an `mlp` model on vectors (`None` otherwise: the
     /// burn path trains it), starting from `initial`, split over `threads` threads.
     pub fn new(spec: &ModelSpec, initial: &[f32], adam_eps: f64, threads: usize) -> Option<Self> {
-        use shoal_common::model::{EncoderKind, Input};
-        if spec.encoder != EncoderKind::Mlp || spec.input != Input::Vector {
+        if !vector_mlp(spec) {
             return None;
         }
         let layout = spec.layout();
@@ -62,7 +59,6 @@ impl DensePpo {
             ActionHead::Categorical(_) => None,
         };
         let len = layout.num_floats();
-        assert_eq!(initial.len(), len, "parameter count");
         let net = Net {
             actor,
             critic,
@@ -75,12 +71,10 @@ impl DensePpo {
             .collect();
         Some(Self {
             net,
-            params: initial.to_vec(),
-            adam: FlatAdam::new(adam_eps as f32, len),
+            model: HostModel::new(layout, initial, adam_eps),
             own: Shard::default(),
             workers,
             grad: vec![0.0; len],
-            layout,
             min_shard_macs: MIN_SHARD_MACS,
         })
     }
@@ -92,36 +86,14 @@ impl DensePpo {
         self
     }
 
-    /// The parameters in layout order.
-    pub fn params(&self) -> &[f32] {
-        &self.params
+    /// The model: parameters and Adam state.
+    pub fn model(&self) -> &HostModel {
+        &self.model
     }
 
-    /// The optimizer state.
-    pub fn adam(&self) -> &FlatAdam {
-        &self.adam
-    }
-
-    /// The optimizer state, to load into.
-    pub fn adam_mut(&mut self) -> &mut FlatAdam {
-        &mut self.adam
-    }
-
-    /// The parameters and the optimizer state (what an update changes), to go back to with
-    /// [`DensePpo::restore`].
-    pub fn state(&self) -> (Vec<f32>, FlatAdam) {
-        (self.params.clone(), self.adam.clone())
-    }
-
-    /// Returns to a [`DensePpo::state`].
-    pub fn restore(&mut self, (params, adam): (Vec<f32>, FlatAdam)) {
-        assert_eq!(params.len(), self.params.len(), "parameter count");
-        (self.params, self.adam) = (params, adam);
-    }
-
-    /// The parameter layout.
-    pub fn layout(&self) -> &ParamLayout {
-        &self.layout
+    /// The model, to restore or load into.
+    pub fn model_mut(&mut self) -> &mut HostModel {
+        &mut self.model
     }
 
     /// Multiply-adds of one row's forward pass through both heads.
@@ -150,11 +122,11 @@ impl DensePpo {
         // Shards 1.. go to the workers, shard 0 is computed here meanwhile.
         for (k, (worker, job)) in self.workers.iter_mut().enumerate().take(parts - 1) {
             let mut job = job.take().expect("no job out between steps");
-            job.fill(&self.params, &rows(k + 1), n, coefs);
+            job.fill(self.model.params(), &rows(k + 1), n, coefs);
             worker.start(job);
         }
         self.net
-            .shard_gradient(&self.params, &rows(0), n, coefs, &mut self.own);
+            .shard_gradient(self.model.params(), &rows(0), n, coefs, &mut self.own);
         self.grad.copy_from_slice(&self.own.grad);
         let mut sums = self.own.sums;
         for (worker, slot) in self.workers.iter_mut().take(parts - 1) {
@@ -179,7 +151,7 @@ impl DensePpo {
     ) -> StepReport {
         let (_, sums) = self.gradient(mb, coefs);
         let norm = clip_flat_global_norm(&mut self.grad, max_grad_norm);
-        self.adam.step(lr, &mut self.params, &self.grad);
+        self.model.step(lr, &self.grad);
         StepReport {
             sums,
             rows: mb.len(),
@@ -395,7 +367,7 @@ mod tests {
             for _ in 0..3 {
                 dense.step(&data.minibatch(), coefs, 3e-4, 0.5);
             }
-            dense.params().to_vec()
+            dense.model().params().to_vec()
         };
         assert_eq!(run(), run());
     }

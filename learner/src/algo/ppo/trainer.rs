@@ -163,7 +163,7 @@ impl PpoTrainer {
             .learner
             .compute_threads
             .min(std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get));
-        let dense = (config.learner.dense_mlp && device == Device::flex())
+        let dense = crate::dense::model::enabled(config, &device)
             .then(|| DensePpo::new(&spec, initial, config.ppo.adam_eps, threads))
             .flatten();
         let device = device.autodiff();
@@ -206,7 +206,7 @@ impl PpoTrainer {
                 .as_ref()
                 .expect("model is only taken during a step")
                 .to_flat(),
-            Engine::Dense(dense) => dense.params().to_vec(),
+            Engine::Dense(dense) => dense.model().params().to_vec(),
         }
     }
 
@@ -215,9 +215,7 @@ impl PpoTrainer {
     pub fn save_optimizer(&self, dir: &std::path::Path) -> Result<(), CheckpointError> {
         match &self.engine {
             Engine::Burn { optimizer, .. } => crate::checkpoint::save_optimizer(optimizer, dir),
-            Engine::Dense(dense) => {
-                crate::checkpoint::save_flat_optimizer(dense.adam(), dense.layout(), dir)
-            }
+            Engine::Dense(dense) => dense.model().save_optimizer(dir),
         }
     }
 
@@ -229,7 +227,7 @@ impl PpoTrainer {
                 optimizer.clone(),
             ),
             Engine::Dense(dense) => {
-                let (params, adam) = dense.state();
+                let (params, adam) = dense.model().state();
                 Snapshot::Dense(params, adam)
             }
         }
@@ -239,7 +237,7 @@ impl PpoTrainer {
     pub fn rollback(&mut self, snapshot: Snapshot) {
         match (&mut self.engine, snapshot) {
             (Engine::Dense(dense), Snapshot::Dense(params, adam)) => {
-                dense.restore((params, adam));
+                dense.model_mut().restore((params, adam));
             }
             (engine, Snapshot::Burn(model, optimizer)) => {
                 *engine = Engine::Burn {
@@ -257,10 +255,7 @@ impl PpoTrainer {
     pub fn load_optimizer(&mut self, dir: &std::path::Path) -> Result<(), CheckpointError> {
         match &mut self.engine {
             Engine::Burn { optimizer, .. } => crate::checkpoint::load_optimizer(optimizer, dir),
-            Engine::Dense(dense) => {
-                let layout = dense.layout().clone();
-                crate::checkpoint::load_flat_optimizer(dense.adam_mut(), &layout, dir)
-            }
+            Engine::Dense(dense) => dense.model_mut().load_optimizer(dir),
         }
     }
 
