@@ -50,6 +50,20 @@ class NatureCnn(nn.Module):
         return self.actor(f), self.critic(f).squeeze(-1)
 
 
+class SmallCnn(nn.Module):
+    def __init__(self, channels, size, actions):
+        super().__init__()
+        flat = 16 * (size - 2) * (size - 2)
+        self.encoder = nn.Sequential(
+            nn.Conv2d(channels, 16, 3, 1), nn.ReLU(), nn.Flatten(), nn.Linear(flat, 128), nn.ReLU())
+        self.actor = nn.Linear(128, actions)
+        self.critic = nn.Linear(128, 1)
+
+    def forward(self, x):
+        f = self.encoder(x.float() / 255.0)
+        return self.actor(f), self.critic(f).squeeze(-1)
+
+
 class Transformer(nn.Module):
     def __init__(self, length, vocab, width, depth, heads, ff, actions):
         super().__init__()
@@ -76,11 +90,17 @@ def case(name):
         return MlpPolicy(4, [64, 64], 2), torch.randn(rows, 4), 2
     if name == "mlp_256x256_b256":
         return MlpPolicy(64, [256, 256], 6), torch.randn(256, 64), 6
-    if name == "nature_cnn_b32":
-        return NatureCnn(6), torch.randint(0, 256, (32, 4, 84, 84), dtype=torch.uint8), 6
+    if name == "small_cnn_b256":
+        return SmallCnn(4, 10, 6), torch.randint(0, 256, (256, 4, 10, 10), dtype=torch.uint8), 6
+    if name.startswith("nature_cnn"):
+        rows = 32 if name.endswith("b32") else 256
+        return NatureCnn(6), torch.randint(0, 256, (rows, 4, 84, 84), dtype=torch.uint8), 6
     if name == "transformer_w64_b256":
         obs = torch.cat([torch.randint(0, 40, (256, 16)), torch.full((256, 1), 16)], dim=1)
         return Transformer(16, 40, 64, 2, 4, 128, 40), obs, 40
+    if name == "transformer_w256_b64":
+        obs = torch.cat([torch.randint(0, 40, (64, 64)), torch.full((64, 1), 64)], dim=1)
+        return Transformer(64, 40, 256, 4, 8, 1024, 40), obs, 40
     raise SystemExit(f"unknown case {name}")
 
 

@@ -1,13 +1,17 @@
-//! The actor's local copy of the policy: a detached, non-autodiff network on flex, used for
-//! batched inference (one forward per step for all environment copies), together with the
-//! observation/reward normalisation of its version.
+//! The actor's local copy of the policy: the network on the run's compute engine (on the CPU),
+//! used for batched inference (one forward per step for all environment copies), together with
+//! the observation/reward normalisation of its version.
 
-use burn::tensor::{Device, Tensor, TensorData, Transaction};
-use shoal_common::model::{ActionHead, ActorCritic, LN_SQRT_2PI, ModelSpec};
+use std::sync::Mutex;
+
+use burn::tensor::Device;
+use shoal_common::config::EngineChoice;
+use shoal_common::model::{ActionHead, LN_SQRT_2PI, ModelSpec};
 use shoal_common::normalize::{NormStats, Normalizer};
 use shoal_common::proto;
 use shoal_common::rng::Rng;
 use shoal_common::settings::ActorSettings;
+use shoal_compute::{Engine, Inference, Rows, Want};
 
 use crate::error::ActorError;
 
@@ -22,42 +26,53 @@ pub struct Act {
     pub values: Vec<f32>,
 }
 
+/// The engine an actor computes with for the run's `engine`: on the CPU, one thread (an
+/// actor's batch is its environment copies; more actors use more cores).
+pub fn actor_engine(choice: EngineChoice) -> Engine {
+    Engine::choose(choice, &Device::flex(), 1).expect("every engine runs on the CPU")
+}
+
 /// A policy version ready for inference.
 pub struct Policy {
-    model: ActorCritic,
+    /// Behind a lock only because a forward pass writes the engine's buffers: one thread acts.
+    model: Mutex<Box<dyn Inference>>,
     version: u64,
     obs_dim: usize,
     head: ActionHead,
     /// Gaussian policies: the log standard deviation, read once per version.
     log_std: Vec<f32>,
     normalizer: Normalizer,
-    device: Device,
-}
-
-fn read(data: TensorData) -> Vec<f32> {
-    data.convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 tensor data")
 }
 
 impl Policy {
     /// Builds version `version` from flat parameters (already decoded and checked) and the
-    /// normalisation that goes with them.
+    /// normalisation that goes with them, on the host engine.
     pub fn new(spec: &ModelSpec, params: &[f32], version: u64, normalizer: Normalizer) -> Self {
-        let device = Device::flex();
-        let model = spec.build(params, &device);
-        let log_std = model
-            .log_std()
-            .map(|t| read(t.into_data()))
-            .unwrap_or_default();
+        Self::on(
+            &actor_engine(EngineChoice::Host),
+            spec,
+            params,
+            version,
+            normalizer,
+        )
+    }
+
+    /// [`Policy::new`] on `engine`.
+    pub fn on(
+        engine: &Engine,
+        spec: &ModelSpec,
+        params: &[f32],
+        version: u64,
+        normalizer: Normalizer,
+    ) -> Self {
+        let model = engine.inference(spec, params);
         Self {
-            model,
+            log_std: model.log_std(),
+            model: Mutex::new(model),
             version,
             obs_dim: spec.obs_dim,
             head: spec.action,
-            log_std,
             normalizer,
-            device,
         }
     }
 
@@ -70,7 +85,8 @@ impl Policy {
         let params = settings.model.layout().decode(&p.data)?;
         let stats = NormStats::from_proto(p.normalization.as_ref(), settings.model.moments_dim())?;
         let normalizer = Normalizer::new(settings.normalize, &stats);
-        let policy = Self::new(&settings.model, &params, p.version, normalizer);
+        let engine = actor_engine(settings.engine);
+        let policy = Self::on(&engine, &settings.model, &params, p.version, normalizer);
         Ok((params, policy))
     }
 
@@ -89,44 +105,37 @@ impl Policy {
         &self.normalizer
     }
 
-    fn obs_tensor(&self, obs: &[f32]) -> Tensor<2> {
-        let n = obs.len() / self.obs_dim;
-        Tensor::from_data(
-            TensorData::new(obs.to_vec(), [n, self.obs_dim]),
-            &self.device,
-        )
+    /// The wanted heads for the rows `obs`.
+    fn infer(&self, obs: &[f32], want: Want) -> shoal_compute::Heads {
+        debug_assert_eq!(obs.len() % self.obs_dim, 0);
+        self.model
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .infer(Rows::F32(obs), want)
     }
 
     /// Samples an action for each of the `obs.len() / O` (normalised) observations.
     pub fn act(&self, obs: &[f32], rng: &mut Rng) -> Act {
-        let x = self.obs_tensor(obs);
-        let (logits, values) = self.model.heads(x);
-        let [out, values] = Transaction::default()
-            .register(logits)
-            .register(values)
-            .execute()
-            .try_into()
-            .expect("two tensors read");
-        let out = read(out);
+        let heads = self.infer(obs, Want::BOTH);
         let mut act = Act {
-            values: read(values),
+            values: heads.values,
             ..Act::default()
         };
         match self.head {
-            ActionHead::Categorical(a) => sample_categorical(&out, a, rng, &mut act),
-            ActionHead::Gaussian(_) => sample_gaussian(&out, &self.log_std, rng, &mut act),
+            ActionHead::Categorical(a) => sample_categorical(&heads.policy, a, rng, &mut act),
+            ActionHead::Gaussian(_) => sample_gaussian(&heads.policy, &self.log_std, rng, &mut act),
         }
         act
     }
 
     /// The policy head's raw outputs `[B, A]` (a DQN's Q-values) for each observation.
     pub fn outputs(&self, obs: &[f32]) -> Vec<f32> {
-        read(self.model.logits(self.obs_tensor(obs)).into_data())
+        self.infer(obs, Want::POLICY).policy
     }
 
     /// V(s) for each (normalised) observation.
     pub fn values(&self, obs: &[f32]) -> Vec<f32> {
-        read(self.model.values(self.obs_tensor(obs)).into_data())
+        self.infer(obs, Want::VALUE).values
     }
 }
 
@@ -187,7 +196,7 @@ mod tests {
         assert_eq!(act.actions.len(), 2);
         assert_eq!(act.values, policy.values(&obs));
         // Recompute log-softmax by hand from a second forward.
-        let logits = read(policy.model.logits(policy.obs_tensor(&obs)).into_data());
+        let logits = policy.outputs(&obs);
         for i in 0..2 {
             let row = &logits[i * 2..i * 2 + 2];
             let lse = (row[0].exp() + row[1].exp()).ln();
@@ -207,12 +216,7 @@ mod tests {
             .flatten()
             .collect();
         let act = policy.act(&obs, &mut Rng::new(5));
-        let mean = read(
-            policy
-                .model
-                .logits(policy.obs_tensor(&obs[..3]))
-                .into_data(),
-        );
+        let mean = policy.outputs(&obs[..3]);
         for j in 0..2 {
             let xs: Vec<f64> = act.actions[j..]
                 .iter()

@@ -175,6 +175,7 @@ mod tests {
             deterministic: false,
             normalize: NormalizeSettings::off(),
             model_fingerprint: model.layout().fingerprint(),
+            engine: shoal_common::config::EngineChoice::Auto,
             model,
         }
     }

@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, TensorView};
+use shoal_actor::policy::Policy;
 use shoal_common::config::RunConfig;
 use shoal_common::evaluate::{Episode, evaluate_deterministic, mean_std};
 use shoal_common::model::{ActionHead, EncoderKind, Input, ModelSpec};
@@ -92,9 +93,10 @@ impl LoadedPolicy {
 
     /// `episodes` deterministic episodes (greedy / the Gaussian's mean), seeded with `seed`.
     pub fn evaluate(&self, episodes: usize, seed: u64) -> Result<Vec<Episode>, PolicyError> {
+        let policy = Policy::new(&self.spec, &self.checkpoint.params, 0, Normalizer::off(0));
         Ok(evaluate_deterministic(
             &self.spec,
-            &self.checkpoint.params,
+            &mut |obs| policy.outputs(obs),
             &self.normalizer(),
             &self.config.env(),
             episodes,

@@ -3,8 +3,6 @@
 //! when stepped), in `episodes` environment copies stepped together, one episode each.
 //! The DQN learner's periodic evaluation and `shoal eval` both use it.
 
-use burn::tensor::{Device, Tensor, TensorData};
-
 use crate::env::{EnvError, EnvSpec, VecStep};
 use crate::model::{ActionHead, ModelSpec, argmax};
 use crate::normalize::Normalizer;
@@ -19,18 +17,17 @@ pub struct Episode {
 }
 
 /// Runs `episodes` deterministic episodes of `env` (copy `i` seeded from `seed` and `i`)
-/// with the network `spec` built from `params`, observations normalised by `normalizer` as in
+/// with the network `spec` whose policy head's outputs for rows of observations `outputs`
+/// computes (a compute engine's inference), observations normalised by `normalizer` as in
 /// training. Returns them in copy order.
 pub fn evaluate_deterministic(
     spec: &ModelSpec,
-    params: &[f32],
+    outputs: &mut dyn FnMut(&[f32]) -> Vec<f32>,
     normalizer: &Normalizer,
     env: &EnvSpec,
     episodes: usize,
     seed: u64,
 ) -> Result<Vec<Episode>, EnvError> {
-    let device = Device::flex();
-    let model = spec.build(params, &device);
     let mut venv = crate::sources::open(env, episodes, seed)?;
     let o = spec.obs_dim;
     let mut done: Vec<Option<Episode>> = vec![None; episodes];
@@ -40,15 +37,7 @@ pub fn evaluate_deterministic(
         obs.clear();
         obs.extend_from_slice(venv.observations());
         normalizer.observations(&mut obs);
-        let out = model
-            .logits(Tensor::<2>::from_data(
-                TensorData::new(obs.clone(), [episodes, o]),
-                &device,
-            ))
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("f32 outputs");
+        let out = outputs(&obs);
         match spec.action {
             ActionHead::Categorical(a) => {
                 let actions: Vec<usize> = out.chunks_exact(a).map(argmax).collect();
@@ -83,12 +72,31 @@ mod tests {
     use super::*;
     use crate::model::Activation;
 
+    /// The policy head's outputs of `spec` with parameters drawn from seed 3, through burn.
+    fn outputs(spec: &ModelSpec) -> impl FnMut(&[f32]) -> Vec<f32> {
+        use burn::tensor::{Device, Tensor, TensorData};
+        let model = spec.build(&spec.init_params(3), &Device::flex());
+        let o = spec.obs_dim;
+        move |obs: &[f32]| {
+            let x = Tensor::<2>::from_data(
+                TensorData::new(obs.to_vec(), [obs.len() / o, o]),
+                &Device::flex(),
+            );
+            model
+                .logits(x)
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap()
+        }
+    }
+
     #[test]
     fn every_copy_runs_one_whole_episode() {
         let spec = ModelSpec::mlp(4, ActionHead::Categorical(2), vec![8], Activation::Tanh);
         let eps = evaluate_deterministic(
             &spec,
-            &spec.init_params(3),
+            &mut outputs(&spec),
             &Normalizer::off(4),
             &EnvSpec::new("CartPole-v1"),
             5,
@@ -104,7 +112,7 @@ mod tests {
         // Deterministic: the same seed gives the same episodes.
         let again = evaluate_deterministic(
             &spec,
-            &spec.init_params(3),
+            &mut outputs(&spec),
             &Normalizer::off(4),
             &EnvSpec::new("CartPole-v1"),
             5,

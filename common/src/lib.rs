@@ -19,6 +19,8 @@
 //! - [`codec`]: parameters as little-endian `f32` bytes, layouts and fingerprints.
 //! - [`returns`]: GAE and n-step returns as pure functions, and the `[T, N]` column helpers.
 //! - [`vtrace`]: V-trace targets and advantages (IMPALA) as a pure function.
+//! - [`objective`]: the actor-critic objectives (PPO, APPO, IMPALA, A3C) and their gradients
+//!   at the heads, as pure functions.
 //! - [`kl_leash`]: the per-step KL penalty against a reference policy and its adaptive β.
 //! - [`rollout`]: the rollout domain type and its validation (PPO, IMPALA, and A3C's actor
 //!   side).
@@ -46,6 +48,7 @@ pub mod kl_leash;
 pub mod logging;
 pub mod model;
 pub mod normalize;
+pub mod objective;
 pub mod obs;
 pub mod remote;
 pub mod returns;

@@ -3,7 +3,7 @@
 use thiserror::Error;
 
 use crate::codec::{ParamEntry, ParamLayout};
-use crate::config::{self, AlgorithmKind, Range};
+use crate::config::{self, AlgorithmKind, EngineChoice, Range};
 use crate::env::{EnvError, EnvSpec, VecEnv};
 use crate::model::{ActionHead, Activation, EncoderKind, Input, ModelSpec, SequenceShape};
 use crate::normalize::NormalizeSettings;
@@ -175,6 +175,9 @@ pub struct ActorSettings {
     pub model: ModelSpec,
     /// The learner's layout fingerprint.
     pub model_fingerprint: String,
+    /// The compute engine the learner's run names (`learner.engine`); actors compute on the
+    /// CPU with it.
+    pub engine: EngineChoice,
 }
 
 /// A registration response that cannot be used.
@@ -348,6 +351,13 @@ impl ActorSettings {
             sequence,
         };
         model.validate().map_err(|m| invalid(&m))?;
+        let engine = match s.engine.as_str() {
+            "" => EngineChoice::Auto,
+            name => EngineChoice::from_name(name).ok_or_else(|| {
+                let shown: String = name.chars().take(32).collect();
+                invalid(&format!("unknown engine {shown:?}"))
+            })?,
+        };
         let ours = model.layout();
         ours.check_fingerprint(&msg.model_fingerprint)?;
         // The learner's parameter list, entry by entry, read for the input ours reads (both
@@ -377,6 +387,7 @@ impl ActorSettings {
             normalize,
             model,
             model_fingerprint: msg.model_fingerprint.clone(),
+            engine,
         })
     }
 }
@@ -402,6 +413,7 @@ mod tests {
                 dqn: None,
                 deterministic: false,
                 frame_stack: 0,
+                engine: "host".into(),
             }),
             model_fingerprint: spec.layout().fingerprint(),
             model: Some(model_spec_to_proto(&spec)),

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use shoal_common::codec::{CodecError, ParamLayout, encode_f32};
 use shoal_common::config::AlgorithmKind;
 use shoal_common::normalize::NormStats;
+use shoal_compute::optim::{FlatOptimizer, OPTIMIZER_FILE, StateFileError};
 use thiserror::Error;
 
 use crate::edge::actor_ids::IdKey;
@@ -97,6 +98,9 @@ pub enum CheckpointError {
         /// Why.
         message: String,
     },
+    /// The optimizer's state could not be saved or restored.
+    #[error("checkpoint optimizer state: {0}")]
+    Optimizer(#[from] StateFileError),
     /// Neither a checkpoint nor a run directory with one.
     #[error("{path}: neither a checkpoint directory nor a run directory with checkpoints")]
     NotFound {
@@ -397,52 +401,23 @@ pub fn locate(path: &Path) -> Result<(PathBuf, PathBuf), CheckpointError> {
     }
 }
 
-/// The file an optimizer's state is saved in, inside a checkpoint directory.
-const OPTIMIZER_FILE: &str = "optimizer.bpk";
-
-/// Writes `optimizer`'s state (burnpack) into the checkpoint directory `dir`.
-pub fn save_optimizer(
-    optimizer: &burn::optim::ModuleOptimizer,
-    dir: &Path,
-) -> Result<(), CheckpointError> {
-    optimizer
-        .save(dir.join(OPTIMIZER_FILE))
-        .map_err(|e| CheckpointError::state(dir, format!("{OPTIMIZER_FILE}: {e:?}")))
-}
-
-/// Reads the optimizer state [`save_optimizer`] wrote into `optimizer`.
-pub fn load_optimizer(
-    optimizer: &mut burn::optim::ModuleOptimizer,
-    dir: &Path,
-) -> Result<(), CheckpointError> {
-    *optimizer = optimizer
-        .clone()
-        .load(dir.join(OPTIMIZER_FILE))
-        .map_err(|e| CheckpointError::state(dir, format!("{OPTIMIZER_FILE}: {e:?}")))?;
-    Ok(())
-}
-
 /// Writes a host optimizer's state into the checkpoint directory `dir`, in the file and format
-/// [`save_optimizer`] writes (burn's), so either implementation resumes the other's.
+/// every engine's optimizer writes (burn's), so either resumes the other's.
 pub fn save_flat_optimizer(
-    optimizer: &dyn crate::dense::FlatOptimizer,
+    optimizer: &dyn FlatOptimizer,
     layout: &ParamLayout,
     dir: &Path,
 ) -> Result<(), CheckpointError> {
-    optimizer
-        .save(layout, &dir.join(OPTIMIZER_FILE))
-        .map_err(|e| CheckpointError::state(dir, format!("{OPTIMIZER_FILE}: {e}")))
+    Ok(optimizer.save(layout, &dir.join(OPTIMIZER_FILE))?)
 }
 
-/// Reads the optimizer state [`save_flat_optimizer`] or [`save_optimizer`] wrote.
+/// Reads the optimizer state [`save_flat_optimizer`] (or burn's optimizer) wrote.
 pub fn load_flat_optimizer(
-    optimizer: &mut dyn crate::dense::FlatOptimizer,
+    optimizer: &mut dyn FlatOptimizer,
     layout: &ParamLayout,
     dir: &Path,
 ) -> Result<(), CheckpointError> {
-    optimizer
-        .load(layout, &dir.join(OPTIMIZER_FILE))
-        .map_err(|e| CheckpointError::state(dir, format!("{OPTIMIZER_FILE}: {e}")))
+    Ok(optimizer.load(layout, &dir.join(OPTIMIZER_FILE))?)
 }
 
 /// Flushes a directory's entries to disk (best effort: not every file system allows it).

@@ -1,4 +1,4 @@
-//! Choosing the training device at run time.
+//! Choosing the training device, and the compute engine on it, at run time.
 //!
 //! `auto` takes a real GPU through wgpu when the build has the `wgpu` feature and one is found;
 //! otherwise burn's pure-Rust `flex` CPU backend. A software or CPU wgpu adapter (Mesa lavapipe,
@@ -6,7 +6,8 @@
 //! backend on whatever adapter it finds, which is how the GPU path is tested without a GPU.
 
 use burn::tensor::Device;
-use shoal_common::config::DeviceChoice;
+use shoal_common::config::{DeviceChoice, LearnerConfig};
+use shoal_compute::{Engine, EngineError};
 use thiserror::Error;
 
 /// A device and a human description of it for the logs.
@@ -31,6 +32,17 @@ pub enum DeviceError {
         "no usable wgpu adapter ({0}); install a GPU driver or Mesa's Vulkan drivers (Debian: mesa-vulkan-drivers), or use device = \"flex\""
     )]
     NoAdapter(String),
+    /// The engine asked for does not run on the device.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// The device `learner.device` picks and the engine `learner.engine` computes on it (with
+/// `learner.compute_threads`).
+pub fn select_engine(learner: &LearnerConfig) -> Result<(Engine, SelectedDevice), DeviceError> {
+    let selected = select(learner.device)?;
+    let engine = Engine::choose(learner.engine, &selected.device, learner.compute_threads)?;
+    Ok((engine, selected))
 }
 
 /// Picks the training device for `choice`.

@@ -10,7 +10,6 @@
 //! - [`telemetry`]: the typed status row and its sinks (log, metrics files, Prometheus).
 //! - [`checkpoint`]: typed checkpoints, written atomically, read back (also older formats).
 //! - [`run_dir`]: the run directory: config, metrics files, TensorBoard events.
-//! - [`grad_clip`]: global gradient-norm clipping.
 //! - [`pretrain`]: the supervised warm start of text policies (`shoal pretrain`).
 //! - [`device`]: run-time choice between wgpu (a real GPU) and flex (CPU).
 //! - [`summary`], [`options`], [`error`]: what a run reports, is started with, fails with.
@@ -22,11 +21,9 @@
 pub mod algo;
 pub mod checkpoint;
 pub mod cli;
-pub mod dense;
 pub mod device;
 pub mod edge;
 pub mod error;
-pub mod grad_clip;
 pub mod options;
 pub mod params;
 pub mod pretrain;

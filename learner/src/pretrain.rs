@@ -5,9 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::activation::log_softmax;
-use burn::tensor::{Int, Tensor, TensorData};
 use serde::Serialize;
 use shoal_common::codec::ParamLayout;
 use shoal_common::config::RunConfig;
@@ -17,11 +14,11 @@ use shoal_common::normalize::NormStats;
 use shoal_common::obs::Observations;
 use shoal_common::rng::{Rng, derive_seed, streams};
 use shoal_common::sources;
+use shoal_compute::{HeadGrads, Optimizer, Rows, Want};
 
 use crate::checkpoint::{self, CheckpointContent};
 use crate::edge::actor_ids::IdKey;
 use crate::error::LearnerError;
-use crate::grad_clip::clip_global_norm;
 use crate::run_dir::{self, RunDir};
 use crate::telemetry::RunCounters;
 
@@ -73,14 +70,27 @@ pub struct PretrainReport {
     pub checkpoint: PathBuf,
 }
 
-/// Mean cross-entropy of `targets` `[B]` under `logits` `[B, V]`: −mean log softmax(logits)
-/// at the target.
-pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
-    let [b, _] = logits.dims();
-    log_softmax(logits, 1)
-        .gather(1, targets.reshape([b, 1]))
-        .mean()
-        .neg()
+/// The mean cross-entropy of `targets` under `logits` (`[rows, V]`) and its gradient at the
+/// logits: `d_logits = (softmax(z) − onehot(target)) / rows`. Returns the loss summed over the
+/// rows and how many rows predicted their target (argmax).
+pub fn cross_entropy_grad(logits: &[f32], targets: &[i64], d_logits: &mut [f32]) -> (f64, usize) {
+    let rows = targets.len();
+    let v = logits.len() / rows.max(1);
+    let (mut loss, mut right) = (0.0f64, 0usize);
+    for (i, &t) in targets.iter().enumerate() {
+        let z = &logits[i * v..(i + 1) * v];
+        let d = &mut d_logits[i * v..(i + 1) * v];
+        let max = z.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64;
+        let sum: f64 = z.iter().map(|&x| (x as f64 - max).exp()).sum();
+        let lse = max + sum.ln();
+        loss += lse - z[t as usize] as f64;
+        right += usize::from(shoal_common::model::argmax(z) == t as usize);
+        for (k, (dk, &x)) in d.iter_mut().zip(z).enumerate() {
+            let p = (x as f64 - lse).exp();
+            *dk = ((p - f64::from(k == t as usize)) / rows as f64) as f32;
+        }
+    }
+    (loss, right)
 }
 
 /// The teacher-forcing rows of a demonstrations file.
@@ -177,14 +187,10 @@ pub fn pretrain(options: PretrainOptions) -> Result<PretrainReport, LearnerError
     } = read(&options.data, length)?;
     let n = targets.len();
     let o = spec.obs_dim;
-    let device = crate::device::select(config.learner.device)?
-        .device
-        .autodiff();
-    let mut model = spec.build(
-        &spec.init_params(derive_seed(config.seed, streams::MODEL_INIT)),
-        &device,
-    );
-    let mut optimizer = AdamConfig::new().init();
+    let (engine, _) = crate::device::select_engine(&config.learner)?;
+    let initial = spec.init_params(derive_seed(config.seed, streams::MODEL_INIT));
+    // burn's Adam defaults (ε = 1e-5), as before the engines.
+    let mut model = engine.training(&spec, &initial, Optimizer::Adam { epsilon: 1e-5 });
     let mut rng = Rng::new(derive_seed(config.seed, streams::LEARNER));
     let mut order: Vec<usize> = (0..n).collect();
     let mut epochs = Vec::with_capacity(options.epochs);
@@ -200,18 +206,17 @@ pub fn pretrain(options: PretrainOptions) -> Result<PretrainReport, LearnerError
                 obs.extend_from_slice(&rows[i * o..(i + 1) * o]);
                 labels.push(targets[i]);
             }
-            let obs = Observations::U8(obs).into_tensor(m, &device);
-            let labels = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [m]), &device);
-            let logits = model.logits(obs);
-            let predicted = logits.clone().argmax(1).reshape([m]);
-            let hits = predicted.equal(labels.clone()).int().sum();
-            let loss = cross_entropy(logits, labels);
-            let grads = loss.backward();
-            let mut grads = GradientsParams::from_grads(grads, &model);
-            clip_global_norm(&model, &mut grads, 1.0);
-            model = optimizer.step(options.learning_rate, model, grads);
-            loss_sum += f64::from(loss.into_scalar::<f32>()) * m as f64;
-            right += hits.into_scalar::<i64>() as usize;
+            let obs = Observations::U8(obs);
+            let logits = model.forward(Rows::from(&obs), Want::POLICY).policy;
+            let mut d_logits = vec![0.0f32; logits.len()];
+            let (loss, hits) = cross_entropy_grad(&logits, &labels, &mut d_logits);
+            model.backward(HeadGrads {
+                policy: Some(&d_logits),
+                ..HeadGrads::default()
+            });
+            model.step(options.learning_rate, 1.0);
+            loss_sum += loss;
+            right += hits;
         }
         let stats = EpochStats {
             epoch,
@@ -226,7 +231,7 @@ pub fn pretrain(options: PretrainOptions) -> Result<PretrainReport, LearnerError
         );
         epochs.push(stats);
     }
-    let params = model.to_flat();
+    let params = model.params();
     let checkpoint = write(&options, &spec.layout(), &params, length)?;
     let report = PretrainReport {
         examples: count,
@@ -279,11 +284,13 @@ fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::Device;
+    use burn::tensor::activation::log_softmax;
+    use burn::tensor::{Device, Int, Tensor, TensorData};
 
-    /// The cross-entropy against a plain loop over seeded logits.
+    /// The cross-entropy's gradient at the logits against burn's autodiff of the tensor loss,
+    /// and its value against a plain loop, over seeded logits.
     #[test]
-    fn cross_entropy_matches_a_plain_loop() {
+    fn cross_entropy_grad_matches_autodiff_and_a_plain_loop() {
         let mut rng = Rng::new(4);
         let (b, v) = (6, 5);
         let logits: Vec<f32> = (0..b * v).map(|_| (3.0 * rng.normal()) as f32).collect();
@@ -295,13 +302,26 @@ mod tests {
             let lse = m + row.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
             want += lse - row[t as usize] as f64;
         }
-        want /= b as f64;
-        let device = Device::flex();
-        let got = cross_entropy(
-            Tensor::from_data(TensorData::new(logits, [b, v]), &device),
-            Tensor::from_data(TensorData::new(targets, [b]), &device),
-        )
-        .into_scalar::<f32>() as f64;
-        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        let mut d = vec![0.0f32; b * v];
+        let (got, _) = cross_entropy_grad(&logits, &targets, &mut d);
+        assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+        let device = Device::flex().autodiff();
+        let z = Tensor::<2>::from_data(TensorData::new(logits, [b, v]), &device).require_grad();
+        let t = Tensor::<1, Int>::from_data(TensorData::new(targets, [b]), &device);
+        let loss = log_softmax(z.clone(), 1)
+            .gather(1, t.reshape([b, 1]))
+            .mean()
+            .neg();
+        let grads = loss.backward();
+        let dz = z
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
+        for (g, w) in d.iter().zip(&dz) {
+            assert!((g - w).abs() < 1e-6, "{g} vs {w}");
+        }
     }
 }

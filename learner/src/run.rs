@@ -227,8 +227,13 @@ pub async fn start(
     let env_shape = sources::shape(&config.env()).map_err(ConfigError::from)?;
     let spec = model_spec_for(&config, &env_shape)?;
     let layout = spec.layout();
-    let selected = device::select(config.learner.device)?;
-    info!(device = %selected.description, "training device chosen");
+    let (engine, selected) = device::select_engine(&config.learner)?;
+    info!(
+        device = %selected.description,
+        engine = engine.name(),
+        threads = engine.threads(),
+        "compute engine chosen"
+    );
     let (dir, restored) =
         open_run_dir(&config, &run_dir, resume, overwrite, default_name, &layout)?;
     let counters = restored
@@ -293,7 +298,7 @@ pub async fn start(
         normalization,
         counters: counters.clone(),
         seed,
-        device: selected.device,
+        engine,
         reference,
     });
     let door = Arc::new(Door {

@@ -127,7 +127,7 @@ fn burn_apply_us(config: &RunConfig, params: &[f32], grad: &[f32]) -> f64 {
     let mut optimizer = shoal_learner::algo::a3c::optimizer(&config.a3c);
     per_call(2000, || {
         let mut g = grad.to_vec();
-        let _ = shoal_learner::grad_clip::clip_flat_global_norm(&mut g, config.a3c.max_grad_norm);
+        let _ = shoal_compute::kernels::clip::clip_global_norm(&mut g, config.a3c.max_grad_norm);
         let mut grads = GradientsParams::new();
         let module = flat.take().unwrap();
         grads.register(

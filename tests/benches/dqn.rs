@@ -53,15 +53,15 @@ fn updates_per_second(batch_size: usize, prioritized: bool, dense: bool) -> f64 
     let mut config = cartpole_dqn();
     config.dqn.batch_size = batch_size;
     config.dqn.prioritized = prioritized;
-    config.learner.dense_mlp = dense;
     let spec = shoal_learner::model_spec(&config).unwrap();
-    let mut trainer = DqnTrainer::new(
-        &config,
-        spec.clone(),
-        &spec.init_params(1),
-        burn::tensor::Device::flex(),
-        1,
-    );
+    let engine = if dense {
+        shoal_compute::Engine::Host { threads: 1 }
+    } else {
+        shoal_compute::Engine::Burn {
+            device: burn::tensor::Device::flex(),
+        }
+    };
+    let mut trainer = DqnTrainer::new(&config, spec.clone(), &spec.init_params(1), &engine, 1);
     let batch = real_batch(&config, 7);
     while trainer.replay.len() < 20_000 {
         trainer.insert(&batch);
@@ -115,8 +115,8 @@ fn main() {
         "DQN learner updates/s, CartPole Q-network 4-64-64-2, flex, replay of 20k transitions"
     );
     println!(
-        "host: `learner.dense_mlp` (the default); burn: `learner.dense_mlp = false` (autodiff, as \
-         before issue 19), side by side"
+        "host: the host engine (`learner.engine = \"auto\"` on the CPU, the default); burn: \
+         `learner.engine = \"burn\"` (autodiff), side by side"
     );
     println!(
         "| batch | uniform, host | uniform, burn | ratio | prioritised, host | prioritised, burn | ratio |"

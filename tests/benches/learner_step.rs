@@ -1,6 +1,6 @@
 //! Benchmark: the learner's PPO minibatch step (both heads forward and backward through the
 //! clipped-surrogate loss, global-norm clipping, Adam) per model, side by side in one run: the
-//! host path (`learner.dense_mlp`, 1 and 2 threads) and burn's autodiff on flex, with the
+//! host engine (1 and 2 threads) and the burn engine (autodiff) on flex, with the
 //! achieved GFLOP/s and the machine's single-core matmul peak (the `gemm` crate, 1024³, one
 //! thread). `scripts/bench-vs-torch` runs it beside PyTorch on one CPU thread.
 //!
@@ -14,8 +14,9 @@ use shoal_common::config::RunConfig;
 use shoal_common::model::{ActionHead, Activation, EncoderKind, Input, ModelSpec, SequenceShape};
 use shoal_common::obs::Observations;
 use shoal_common::rng::Rng;
+use shoal_compute::Engine;
+use shoal_compute::kernels::gemm::{Operand, matmul};
 use shoal_learner::algo::ppo::{Batch, PpoTrainer};
-use shoal_learner::dense::gemm::{Operand, matmul};
 
 /// One model at one minibatch size.
 struct Case {
@@ -42,6 +43,27 @@ fn cases() -> Vec<Case> {
         input: Input::Image([4, 84, 84]),
         encoder: EncoderKind::NatureCnn,
         ..ModelSpec::mlp(0, ActionHead::Categorical(6), vec![], Activation::Relu)
+    };
+    let image = |input: [usize; 3], encoder| ModelSpec {
+        obs_dim: input.iter().product(),
+        input: Input::Image(input),
+        encoder,
+        ..ModelSpec::mlp(0, ActionHead::Categorical(6), vec![], Activation::Relu)
+    };
+    let large = ModelSpec {
+        obs_dim: 65,
+        input: Input::Tokens {
+            length: 64,
+            vocab: 40,
+        },
+        encoder: EncoderKind::Transformer,
+        sequence: SequenceShape {
+            width: 256,
+            depth: 4,
+            heads: 8,
+            feed_forward: 1024,
+        },
+        ..ModelSpec::mlp(0, ActionHead::Categorical(40), vec![], Activation::Relu)
     };
     let transformer = ModelSpec {
         obs_dim: 17,
@@ -75,14 +97,29 @@ fn cases() -> Vec<Case> {
             rows: 256,
         },
         Case {
+            name: "small_cnn_b256",
+            spec: image([4, 10, 10], EncoderKind::SmallCnn),
+            rows: 256,
+        },
+        Case {
             name: "nature_cnn_b32",
-            spec: nature,
+            spec: nature.clone(),
             rows: 32,
+        },
+        Case {
+            name: "nature_cnn_b256",
+            spec: nature,
+            rows: 256,
         },
         Case {
             name: "transformer_w64_b256",
             spec: transformer,
             rows: 256,
+        },
+        Case {
+            name: "transformer_w256_b64",
+            spec: large,
+            rows: 64,
         },
     ]
 }
@@ -161,17 +198,14 @@ fn batch(spec: &ModelSpec, rows: usize) -> Batch {
 /// Milliseconds per minibatch step of `PpoTrainer` on `batch` (one minibatch per epoch): the
 /// whole `update`, so also the minibatch's gathering, advantage normalisation and statistics
 /// (PyTorch's figure times the step alone).
-fn step_ms(spec: &ModelSpec, batch: &Batch, dense: bool, threads: usize, budget_s: f64) -> f64 {
+fn step_ms(spec: &ModelSpec, batch: &Batch, engine: &Engine, budget_s: f64) -> f64 {
     let mut config = RunConfig::default();
     config.ppo.num_minibatches = 1;
     config.ppo.update_epochs = 1;
-    config.learner.dense_mlp = dense;
-    config.learner.compute_threads = threads;
     // torch_step.py's loss: clipped surrogate + 0.5 · value MSE − 0.01 · entropy.
     config.ppo.ent_coef = 0.01;
     let initial = spec.init_params(1);
-    let mut trainer = PpoTrainer::new(&config, spec.clone(), &initial, Device::flex(), 1);
-    assert_eq!(trainer.is_dense(), dense, "{}", spec.input());
+    let mut trainer = PpoTrainer::new(&config, spec.clone(), &initial, engine, 1);
     let _ = trainer.update(batch, 0); // warm-up
     let start = Instant::now();
     let mut steps = 0u32;
@@ -217,16 +251,26 @@ fn main() {
         // Forward, then backward at about twice the forward's cost (a slight overcount: neither
         // side computes the input's gradient of the first layer).
         let mflop = 3.0 * 2.0 * forward_macs(&case.spec) * case.rows as f64 / 1e6;
-        let dense = case.spec.encoder == EncoderKind::Mlp;
-        let burn = step_ms(&case.spec, &batch, false, 1, 2.0);
-        let (host1, host2) = if dense {
-            (
-                Some(step_ms(&case.spec, &batch, true, 1, 2.0)),
-                Some(step_ms(&case.spec, &batch, true, 2, 2.0)),
-            )
-        } else {
-            (None, None)
-        };
+        let burn = step_ms(
+            &case.spec,
+            &batch,
+            &Engine::Burn {
+                device: Device::flex(),
+            },
+            2.0,
+        );
+        let host1 = Some(step_ms(
+            &case.spec,
+            &batch,
+            &Engine::Host { threads: 1 },
+            2.0,
+        ));
+        let host2 = Some(step_ms(
+            &case.spec,
+            &batch,
+            &Engine::Host { threads: 2 },
+            2.0,
+        ));
         let gflops = |ms: f64| mflop / ms;
         let show = |v: Option<f64>| v.map_or("-".to_string(), |ms| format!("{ms:.3}"));
         let show_g = |v: Option<f64>| v.map_or("-".to_string(), |ms| format!("{:.1}", gflops(ms)));

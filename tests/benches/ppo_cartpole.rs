@@ -1,7 +1,7 @@
 //! Benchmark: PPO on CartPole with a learner and 2 actor processes (`shoal train`), over 5
 //! seeds, with the learner's two compute paths side by side in one run, alternating per seed:
-//! the host path (`learner.dense_mlp = true`, the default) and burn's autodiff
-//! (`--set learner.dense_mlp=false`, as before issue 19). Per run: env steps and wall-clock
+//! the host engine (`learner.engine = "auto"`, the default) and the burn engine
+//! (`--set learner.engine=burn`, autodiff). Per run: env steps and wall-clock
 //! seconds from launch to solved (mean return ≥ 475 over the last 100 episodes), end-to-end SPS,
 //! and the share of the learner's time spent updating; then medians and the ratio.
 //!
@@ -23,10 +23,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// The two compute paths: a name and the overrides that choose it.
-const PATHS: [(&str, &[&str]); 2] = [
-    ("host", &[]),
-    ("burn", &["--set", "learner.dense_mlp=false"]),
-];
+const PATHS: [(&str, &[&str]); 2] = [("host", &[]), ("burn", &["--set", "learner.engine=burn"])];
 
 fn main() {
     // `cargo bench` passes --bench; no other arguments are used.

@@ -1,7 +1,7 @@
 //! Benchmark: where one synchronous PPO cycle's time goes, measured side by side in one run.
 //! Learner (flex): burn's bare forward/backward, plus global-norm clipping, plus the Adam step,
 //! and the whole `PpoTrainer::update` (20 epochs × one 256-sample minibatch, the CartPole
-//! config) on the host path (`learner.dense_mlp`, the default) and through burn.
+//! config) on the host engine (the default) and on the burn engine.
 //! Actor: loading a new parameter version, one batched inference, one rollout.
 //!
 //! `cargo bench -p shoal-tests --bench ppo_update`
@@ -12,8 +12,9 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::Device;
 use shoal_actor::policy::Policy;
 use shoal_common::normalize::Normalizer;
+use shoal_compute::Engine;
+use shoal_compute::burn_engine::clip_global_norm;
 use shoal_learner::algo::ppo::PpoTrainer;
-use shoal_learner::grad_clip::clip_global_norm;
 use shoal_tests::{cartpole_config, collect_batch};
 
 fn per_iter(iters: u32, mut f: impl FnMut()) -> f64 {
@@ -52,13 +53,15 @@ fn main() {
         let _ = clip_global_norm(&model, &mut g, 0.5);
         model = optim.step(1e-4, model.clone(), g);
     });
-    let mut burn_config = config.clone();
-    burn_config.learner.dense_mlp = false;
-    let mut burn_trainer = PpoTrainer::new(&burn_config, spec.clone(), &initial, Device::flex(), 1);
+    let burn = Engine::Burn {
+        device: Device::flex(),
+    };
+    let mut burn_trainer = PpoTrainer::new(&config, spec.clone(), &initial, &burn, 1);
     let burn_update = per_iter(20, || {
         let _ = burn_trainer.update(&batch, 0);
     });
-    let mut trainer = PpoTrainer::new(&config, spec.clone(), &initial, Device::flex(), 1);
+    let host = Engine::Host { threads: 1 };
+    let mut trainer = PpoTrainer::new(&config, spec.clone(), &initial, &host, 1);
     let update = per_iter(20, || {
         let _ = trainer.update(&batch, 0);
     });

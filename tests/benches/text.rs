@@ -10,11 +10,11 @@
 
 use std::time::Instant;
 
-use burn::tensor::Device;
 use shoal_actor::policy::Policy;
 use shoal_common::config::RunConfig;
 use shoal_common::model::SequenceShape;
 use shoal_common::normalize::Normalizer;
+use shoal_compute::Engine;
 use shoal_learner::algo::ppo::PpoTrainer;
 use shoal_tests::{collect_batch, repo_root, worker_for};
 
@@ -90,7 +90,13 @@ fn main() {
             worker.collect(&policy).unwrap();
         });
         let batch = collect_batch(&config, &spec, &params, 5, config.ppo.rollouts_per_update);
-        let mut trainer = PpoTrainer::new(&config, spec.clone(), &params, Device::flex(), 1);
+        let mut trainer = PpoTrainer::new(
+            &config,
+            spec.clone(),
+            &params,
+            &Engine::Host { threads: 1 },
+            1,
+        );
         let update = secs_per_call(3.0, || {
             let _ = trainer.update(&batch, 0);
         });

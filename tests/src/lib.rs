@@ -19,6 +19,9 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod env_server;
+pub use env_server::EnvServer;
+
 /// The `shoal` binary next to this test executable (`target/<profile>/shoal`).
 ///
 /// # Panics
@@ -403,6 +406,7 @@ pub fn settings_for(
         deterministic: false,
         normalize: config.normalize_settings(),
         model_fingerprint: spec.layout().fingerprint(),
+        engine: shoal_common::config::EngineChoice::Auto,
         model: spec.clone(),
     }
 }
@@ -479,9 +483,10 @@ pub fn final_policy_episodes(
     let spec = shoal_learner::model_spec(config).expect("model spec");
     let bytes = std::fs::read(run_dir.join("checkpoints/final/params.bin")).expect("params");
     let params = spec.layout().decode(&bytes).expect("params of the model");
+    let policy = Policy::new(&spec, &params, 0, Normalizer::off(0));
     shoal_common::evaluate::evaluate_deterministic(
         &spec,
-        &params,
+        &mut |obs| policy.outputs(obs),
         &Normalizer::off(spec.moments_dim()),
         env,
         episodes,
@@ -561,69 +566,4 @@ pub async fn train_with_actors(
         assert!(status.success(), "actor exited with {status}");
     }
     (summary, run_dir)
-}
-
-/// A dm_env_rpc server process on `127.0.0.1:0` (killed when dropped) and the address it
-/// printed: `shoal env-server`, or the Gymnasium bridge (`bridge/gymnasium_server.py`).
-pub struct EnvServer {
-    child: std::process::Child,
-    /// `127.0.0.1:PORT`.
-    pub address: String,
-}
-
-impl EnvServer {
-    /// Starts `shoal env-server`.
-    ///
-    /// # Panics
-    /// When it does not start or prints no address.
-    pub fn start() -> Self {
-        let mut cmd = std::process::Command::new(shoal_exe());
-        cmd.args(["env-server", "--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn");
-        Self::spawn(cmd)
-    }
-
-    /// Starts the Gymnasium bridge with the tests' venv; `None` without the venv.
-    ///
-    /// # Panics
-    /// When it does not start or prints no address.
-    pub fn gymnasium_bridge() -> Option<Self> {
-        let mut cmd = std::process::Command::new(venv_python()?);
-        cmd.arg(repo_root().join("bridge/gymnasium_server.py"))
-            .args(["--listen", "127.0.0.1:0"]);
-        Some(Self::spawn(cmd))
-    }
-
-    fn spawn(mut cmd: std::process::Command) -> Self {
-        use std::io::BufRead;
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the environment server");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the server's first line");
-        let address = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .expect("an address")
-            .to_string();
-        assert!(address.contains(':'), "no address in {line:?}");
-        Self { child, address }
-    }
-
-    /// The run `env_id` of environment `id` served here: `dm_env_rpc://ADDRESS?env=ID`.
-    pub fn url(&self, id: &str) -> String {
-        format!("dm_env_rpc://{}?env={id}", self.address)
-    }
-}
-
-impl Drop for EnvServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

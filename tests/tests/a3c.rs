@@ -11,6 +11,7 @@ use shoal_common::model::action_rows;
 use shoal_common::normalize::Normalizer;
 use shoal_common::proto;
 use shoal_common::settings::A3cLoss;
+use shoal_compute::Engine;
 use shoal_learner::algo::a3c::{A3cTrainer, optimizer};
 use shoal_tests::{TestLearner, register_probe, repo_root, spawn_actor, temp_dir, worker_for};
 use tonic::Code;
@@ -35,7 +36,19 @@ fn pushed_gradient_applied_by_the_learner_equals_burn_in_process() {
     let loss = A3cLoss::from_config(&config.a3c);
 
     // The actor's side, through the wire form.
-    let g = GradientComputer::new(&spec, loss).compute(1, &params, &rollout);
+    let mut computers = [
+        Engine::Host { threads: 1 },
+        Engine::Burn {
+            device: Device::flex(),
+        },
+    ]
+    .map(|engine| GradientComputer::new(&engine, &spec, loss));
+    let g = computers[0].compute(1, &params, &rollout);
+    let on_burn = computers[1].compute(1, &params, &rollout);
+    for (h, b) in g.grad.iter().zip(&on_burn.grad) {
+        assert!((h - b).abs() <= 1e-6, "host {h} vs burn {b}");
+    }
+    assert!((g.policy_loss - on_burn.policy_loss).abs() <= 1e-5);
     let push = GradientPush {
         actor_id: 1,
         version: 1,
@@ -84,7 +97,7 @@ fn pushed_gradient_applied_by_the_learner_equals_burn_in_process() {
         policy_loss + value_loss.mul_scalar(loss.vf_coef) - eval.entropy.mul_scalar(loss.ent_coef);
     let grads = GradientsParams::from_grads(total.backward(), &model);
     // The per-parameter gradients, flattened in layout order, equal what the learner received.
-    let reference = shoal_learner::dense::flat_grads(&model, &grads);
+    let reference = shoal_compute::burn_engine::flat_grads(&model, &grads);
     assert_eq!(reference.len(), received.grad.len());
     for (i, (a, r)) in received.grad.iter().zip(&reference).enumerate() {
         assert!(

@@ -315,9 +315,10 @@ fn a_run_on_catch_served_by_shoal_env_server_matches_the_native_run() {
     // Greedy evaluation through the server: 100 worlds at once.
     let spec = shoal_learner::model_spec(&served).unwrap();
     let params = spec.layout().decode(&served_params).unwrap();
+    let policy = shoal_actor::policy::Policy::new(&spec, &params, 0, Normalizer::off(0));
     let eps = evaluate_deterministic(
         &spec,
-        &params,
+        &mut |obs| policy.outputs(obs),
         &Normalizer::off(spec.moments_dim()),
         &served.env(),
         100,

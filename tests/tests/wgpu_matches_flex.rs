@@ -1,11 +1,12 @@
 //! One PPO update on the wgpu device (Mesa's software Vulkan driver on machines without a GPU)
-//! equals the same update on flex, within float tolerance: for the MLP (on flex the learner's
-//! host path, `learner.dense_mlp`, against burn's autodiff on wgpu) and for a convolutional
-//! encoder on image observations (burn on both).
+//! equals the same update on the host engine, within float tolerance: for the MLP and for a
+//! convolutional encoder on image observations (burn's autodiff on wgpu against the host's
+//! kernels).
 #![cfg(feature = "wgpu")]
 
 use shoal_common::config::{DeviceChoice, RunConfig};
 use shoal_common::model::ModelSpec;
+use shoal_compute::Engine;
 use shoal_learner::algo::ppo::PpoTrainer;
 use shoal_learner::device;
 use shoal_tests::collect_batch;
@@ -48,10 +49,12 @@ fn assert_update_matches(mut config: RunConfig) {
         }
     };
     eprintln!("wgpu device: {}", wgpu.description);
-    let flex = device::select(DeviceChoice::Flex).unwrap();
-
-    let mut on_flex = PpoTrainer::new(&config, spec.clone(), &initial, flex.device, 3);
-    let mut on_wgpu = PpoTrainer::new(&config, spec.clone(), &initial, wgpu.device, 3);
+    let host = Engine::Host { threads: 1 };
+    let burn = Engine::Burn {
+        device: wgpu.device,
+    };
+    let mut on_flex = PpoTrainer::new(&config, spec.clone(), &initial, &host, 3);
+    let mut on_wgpu = PpoTrainer::new(&config, spec.clone(), &initial, &burn, 3);
     let stats_flex = on_flex.update(&batch, 0);
     let stats_wgpu = on_wgpu.update(&batch, 0);
 

@@ -1,16 +1,15 @@
 //! A3C on the actor: collect `n_steps` with the local copy, compute the gradient of the
-//! actor-critic loss on the n-step returns with burn's autodiff on flex, push it with the
+//! actor-critic loss on the n-step returns on the run's compute engine, push it with the
 //! version it was computed on; each ack brings newer parameters when the learner has them.
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor, TensorData, Transaction};
 use shoal_common::env::EnvError;
 use shoal_common::gradient::GradientPush;
-use shoal_common::model::{ActorCritic, ModelSpec, action_rows};
+use shoal_common::model::ModelSpec;
+use shoal_common::objective::{LossCoefs, Minibatch, head_grads};
 use shoal_common::returns::{bootstrapped_returns, column, from_columns, next_values};
 use shoal_common::rollout::Rollout;
 use shoal_common::settings::{A3cLoss, ActorSettings};
+use shoal_compute::{Engine, HeadGrads, Optimizer, Rows, Training, Want};
 use tracing::debug;
 
 use super::seam::{ActorAlgorithm, Link, Session, SessionResult};
@@ -56,114 +55,83 @@ pub struct LossGradient {
     pub entropy: f32,
 }
 
-/// Computes A3C gradients on a local autodiff copy of the network (rebuilt once per version).
+/// Computes A3C gradients on a local copy of the network (loaded once per version).
 pub struct GradientComputer {
     spec: ModelSpec,
     loss: A3cLoss,
-    device: Device,
-    model: Option<(u64, ActorCritic)>,
+    model: Box<dyn Training>,
+    version: Option<u64>,
 }
 
 impl GradientComputer {
-    /// For the network `spec` and the run's loss.
-    pub fn new(spec: &ModelSpec, loss: A3cLoss) -> Self {
+    /// For the network `spec` and the run's loss, on `engine`.
+    pub fn new(engine: &Engine, spec: &ModelSpec, loss: A3cLoss) -> Self {
+        let zeros = vec![0.0; spec.layout().num_floats()];
         Self {
+            model: engine.training(spec, &zeros, Optimizer::None),
             spec: spec.clone(),
             loss,
-            device: Device::flex().autodiff(),
-            model: None,
+            version: None,
         }
     }
 
     /// The gradient of A3C's loss on `rollout`, at parameters `params` (version `version`):
     /// policy `−mean(log π(a|s) · (R − V(s)))` with the advantage held constant, value
-    /// `mean((R − V(s))²)`, minus `ent_coef` times the mean entropy.
+    /// `mean((R − V(s))²)`, minus `ent_coef` times the mean entropy
+    /// ([`shoal_common::objective::head_grads`] without clipping, the advantage `R − V(s)`).
     pub fn compute(&mut self, version: u64, params: &[f32], rollout: &Rollout) -> LossGradient {
-        if self.model.as_ref().is_none_or(|(v, _)| *v != version) {
-            self.model = Some((version, self.spec.build(params, &self.device)));
+        if self.version != Some(version) {
+            self.model.load(params);
+            self.version = Some(version);
         }
-        let (_, model) = self.model.as_ref().expect("model built");
         let b = rollout.log_probs.len();
-        let head = self.spec.action;
-        let d = &self.device;
-        let obs = rollout.obs.clone().into_tensor(b, d);
-        let actions = Tensor::<2>::from_data(
-            TensorData::new(action_rows(head, &rollout.actions), [b, head.outputs()]),
-            d,
+        let heads = self.model.forward(Rows::from(&rollout.obs), Want::BOTH);
+        let returns = rollout_returns(rollout, self.loss.gamma);
+        let advantages: Vec<f32> = returns
+            .iter()
+            .zip(&heads.values)
+            .map(|(r, v)| r - v)
+            .collect();
+        let mb = Minibatch {
+            actions: &rollout.actions,
+            old_log_probs: &rollout.log_probs,
+            advantages: &advantages,
+            returns: &returns,
+        };
+        let coefs = LossCoefs {
+            clip_coef: None,
+            vf_coef: f64::from(self.loss.vf_coef),
+            ent_coef: f64::from(self.loss.ent_coef),
+        };
+        let log_std = self.model.log_std();
+        let mut d_out = vec![0.0f32; heads.policy.len()];
+        let mut d_values = vec![0.0f32; b];
+        let mut d_log_std = vec![0.0f32; log_std.len()];
+        let sums = head_grads(
+            self.spec.action,
+            &heads.policy,
+            &heads.values,
+            &log_std,
+            &mb,
+            b,
+            coefs,
+            &mut d_out,
+            &mut d_values,
+            &mut d_log_std,
         );
-        let returns = Tensor::<1>::from_data(
-            TensorData::new(rollout_returns(rollout, self.loss.gamma), [b]),
-            d,
-        );
-        let (eval, values) = model.evaluate_with_values(obs, actions);
-        let advantages = returns.clone() - values.clone().detach();
-        let policy = (eval.log_probs * advantages).mean().neg();
-        let value = (returns - values).square().mean();
-        let total = policy.clone() + value.clone().mul_scalar(self.loss.vf_coef)
-            - eval.entropy.clone().mul_scalar(self.loss.ent_coef);
-        let grads = GradientsParams::from_grads(total.backward(), model);
-        let (grad, [policy_loss, value_loss, entropy]) = flatten(
-            model,
-            &grads,
-            [policy.inner(), value.inner(), eval.entropy.inner()],
-        );
+        self.model.backward(HeadGrads {
+            policy: Some(&d_out),
+            values: Some(&d_values),
+            log_std: (!d_log_std.is_empty()).then_some(&d_log_std[..]),
+        });
+        let n = b.max(1) as f64;
         LossGradient {
-            grad,
-            policy_loss,
-            value_loss,
-            entropy,
+            grad: self.model.gradient(),
+            policy_loss: (sums.policy / n) as f32,
+            value_loss: (sums.value / n) as f32,
+            entropy: (sums.entropy / n) as f32,
         }
     }
-}
-
-/// The gradients of `model`'s parameters flattened in layout order, and three scalars, read in
-/// one transaction.
-fn flatten(
-    model: &ActorCritic,
-    grads: &GradientsParams,
-    scalars: [Tensor<1>; 3],
-) -> (Vec<f32>, [f32; 3]) {
-    struct Gather<'a> {
-        grads: &'a GradientsParams,
-        tensors: Vec<Tensor<1>>,
-        sizes: Vec<usize>,
-    }
-    impl ModuleVisitor for Gather<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let n = param.lazy_shape().num_elements();
-            self.sizes.push(n);
-            if let Some(g) = self.grads.get::<D>(param.id) {
-                self.tensors.push(g.reshape([n]));
-            } else {
-                // A parameter the loss does not reach (none in this network) has zero gradient.
-                self.tensors.push(Tensor::zeros([n], &param.val().device()));
-            }
-        }
-    }
-    let mut gather = Gather {
-        grads,
-        tensors: Vec::new(),
-        sizes: Vec::new(),
-    };
-    model.visit(&mut gather);
-    let mut tx = Transaction::default();
-    for t in gather.tensors.into_iter().chain(scalars) {
-        tx = tx.register(t);
-    }
-    let mut data = tx.execute();
-    let tail = data.split_off(data.len() - 3);
-    let mut flat = Vec::with_capacity(gather.sizes.iter().sum());
-    for d in data {
-        flat.extend_from_slice(d.convert::<f32>().as_slice::<f32>().expect("f32"));
-    }
-    let scalar = |i: usize| {
-        tail[i]
-            .clone()
-            .convert::<f32>()
-            .as_slice::<f32>()
-            .expect("f32")[0]
-    };
-    (flat, [scalar(0), scalar(1), scalar(2)])
 }
 
 /// An A3C actor: its environments and the loss it differentiates.
@@ -201,7 +169,8 @@ async fn session(worker: &mut Worker, loss: A3cLoss, link: Link<'_>) -> SessionR
         summary,
         shutdown,
     } = link;
-    let mut computer = GradientComputer::new(&settings.model, loss);
+    let engine = crate::policy::actor_engine(settings.engine);
+    let mut computer = GradientComputer::new(&engine, &settings.model, loss);
     let (mut params, mut policy) =
         Policy::from_parameters(settings, &first_parameters(client, settings).await?)?;
     loop {

@@ -274,6 +274,7 @@ mod tests {
             deterministic: false,
             normalize: NormalizeSettings::off(),
             model_fingerprint: model.layout().fingerprint(),
+            engine: shoal_common::config::EngineChoice::Auto,
             model: model.clone(),
         };
         let policy = Policy::new(&model, &model.init_params(1), 1, Normalizer::off(4));

@@ -18,6 +18,39 @@ pub enum DeviceChoice {
     Wgpu,
 }
 
+/// The compute engine every network of the run is computed with (learner and actors), chosen
+/// once at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineChoice {
+    /// The host's own CPU kernels on the CPU (flex), burn on a GPU.
+    #[default]
+    Auto,
+    /// The host's CPU kernels (refused on a GPU device).
+    Host,
+    /// burn's autodiff and optimizers on the training device (the GPU path, and the reference
+    /// the host engine is tested and benchmarked against).
+    Burn,
+}
+
+impl EngineChoice {
+    /// The name used in configs and on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineChoice::Auto => "auto",
+            EngineChoice::Host => "host",
+            EngineChoice::Burn => "burn",
+        }
+    }
+
+    /// Parses [`EngineChoice::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        [EngineChoice::Auto, EngineChoice::Host, EngineChoice::Burn]
+            .into_iter()
+            .find(|e| e.name() == name)
+    }
+}
+
 /// Learner process settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -43,14 +76,14 @@ pub struct LearnerConfig {
     pub keep_checkpoints: usize,
     /// What clients may hold (`[learner.limits]`).
     pub limits: LimitsConfig,
-    /// On the CPU (flex), train PPO's and DQN's `mlp` models on vector observations with the
-    /// learner's own dense-layer code instead of burn's autodiff: the same updates to float
-    /// tolerance, several times faster. `false`: burn for them, as before. (A3C's learner only
-    /// applies pushed gradients, with its host optimizer on any device.)
-    pub dense_mlp: bool,
-    /// Threads that code splits each PPO minibatch over, at most as many as the process may run
-    /// at once (one reduction in a fixed order: updates are bit-reproducible for a fixed count,
-    /// and differ in rounding between counts).
+    /// The compute engine for every network of the run, learner and actors: `auto` (the host's
+    /// CPU kernels on the CPU, burn on a GPU), `host` or `burn` (burn's autodiff on the
+    /// training device; the actors infer through burn on the CPU). The engines give the same
+    /// updates to float tolerance.
+    pub engine: EngineChoice,
+    /// Threads the host engine splits each of the learner's passes over, at most as many as the
+    /// process may run at once (one reduction in a fixed order: updates are bit-reproducible for
+    /// a fixed count, and differ in rounding between counts). Actors use one.
     pub compute_threads: usize,
 }
 
@@ -66,7 +99,7 @@ impl Default for LearnerConfig {
             checkpoint_interval_updates: 0,
             keep_checkpoints: 3,
             limits: LimitsConfig::default(),
-            dense_mlp: true,
+            engine: EngineChoice::Auto,
             compute_threads: 2,
         }
     }

@@ -32,7 +32,7 @@ use crate::env;
 pub use a3c::{A3cConfig, A3cOptimizer};
 pub use dqn::{DqnConfig, EpsilonSchedule};
 pub use impala::ImpalaConfig;
-pub use learner::{DeviceChoice, LearnerConfig};
+pub use learner::{DeviceChoice, EngineChoice, LearnerConfig};
 pub use limits::LimitsConfig;
 pub use model::ModelConfig;
 pub use normalize::NormalizeConfig;

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use burn::tensor::Device;
 use crossbeam_channel::Receiver;
 use shoal_common::config::RunConfig;
 use shoal_common::model::ModelSpec;
 use shoal_common::normalize::NormStats;
+use shoal_compute::Engine;
 
 use crate::edge::Admission;
 use crate::error::LearnerError;
@@ -29,8 +29,8 @@ pub(crate) struct Setup {
     pub counters: RunCounters,
     /// Drives minibatch order and replay sampling.
     pub seed: u64,
-    /// The training device.
-    pub device: Device,
+    /// The compute engine the networks train on.
+    pub engine: Engine,
     /// The frozen policy of PPO's KL leash (`ppo.kl_ref_coef` > 0): the run's starting
     /// parameters.
     pub reference: Option<Vec<f32>>,

@@ -67,6 +67,7 @@ impl ParameterService {
             param_wait_ms: c.learner.param_wait_ms,
             deterministic: c.deterministic,
             normalization: Some(normalize_to_proto(&c.normalize_settings())),
+            engine: c.learner.engine.name().into(),
             ..proto::RunSettings::default()
         };
         self.algorithm

@@ -3,7 +3,7 @@
 //! actors, or Adam).
 //!
 //! The parameters live on the host as **one flat vector** in layout order, and the optimizers
-//! are the host's ([`crate::dense`]): RMSProp and Adam are elementwise, so one pass over the
+//! are the host's (`shoal_compute::optim`): RMSProp and Adam are elementwise, so one pass over the
 //! vector is the same as burn's step on each parameter tensor (tested against it) at a fraction
 //! of the cost (no tensors built, no per-operation dispatch). Their state is saved in burn's
 //! optimizer file format, under the id burn's flat parameter had, so checkpoints of either
@@ -14,10 +14,10 @@ use std::path::Path;
 use burn::optim::{AdamConfig, ModuleOptimizer, RmsPropConfig};
 use shoal_common::codec::{ParamEntry, ParamLayout};
 use shoal_common::config::{A3cConfig, A3cOptimizer};
+use shoal_compute::kernels::clip::clip_global_norm;
+use shoal_compute::optim::{FlatAdam, FlatOptimizer, FlatRmsProp};
 
 use crate::checkpoint::CheckpointError;
-use crate::dense::{FlatAdam, FlatOptimizer, FlatRmsProp};
-use crate::grad_clip::clip_flat_global_norm;
 
 /// burn's optimizer for a config, as A3C used it on its flat parameter (kept as the reference
 /// the host optimizers are tested against).
@@ -76,7 +76,7 @@ impl A3cTrainer {
             self.params.len(),
             "one gradient value per parameter"
         );
-        let norm = clip_flat_global_norm(&mut grad, self.max_grad_norm);
+        let norm = clip_global_norm(&mut grad, self.max_grad_norm);
         self.optimizer
             .step(self.learning_rate, &mut self.params, &grad);
         norm
@@ -106,6 +106,7 @@ mod tests {
     use burn::optim::GradientsParams;
     use burn::tensor::{Device, Tensor, TensorData};
     use shoal_common::rng::Rng;
+    use shoal_compute::optim::OPTIMIZER_FILE;
 
     /// burn's A3C trainer as it was: the parameters as one flat tensor with id 1.
     #[derive(Module, Debug)]
@@ -184,12 +185,12 @@ mod tests {
                 }
                 // Each resumes from the other's file.
                 if step == 1 {
-                    crate::checkpoint::save_optimizer(&burn_opt, dir.path()).unwrap();
+                    burn_opt.save(dir.path().join(OPTIMIZER_FILE)).unwrap();
                     host.load_optimizer(dir.path()).unwrap();
                 }
                 if step == 2 {
                     host.save_optimizer(dir.path()).unwrap();
-                    crate::checkpoint::load_optimizer(&mut burn_opt, dir.path()).unwrap();
+                    burn_opt = burn_opt.load(dir.path().join(OPTIMIZER_FILE)).unwrap();
                 }
             }
         }

@@ -33,6 +33,11 @@ pub fn huber_value(x: f64) -> f64 {
     if a <= 1.0 { 0.5 * a * a } else { a - 0.5 }
 }
 
+/// `d/dx` of [`huber_value`]: `x` inside `[−1, 1]`, its sign beyond.
+pub fn huber_grad(x: f32) -> f32 {
+    x.clamp(-1.0, 1.0)
+}
+
 /// Polyak averaging of target parameters: `target ← τ·online + (1 − τ)·target`, elementwise
 /// (τ = 1 copies).
 pub fn polyak_update(target: &mut [f32], online: &[f32], tau: f64) {

@@ -9,7 +9,6 @@
 //! - [`run`]: the trainer thread's side: replay ratio, target sync, publication, evaluation.
 
 pub mod admission;
-pub mod dense;
 pub mod exploration;
 pub mod loss;
 pub mod replay;
@@ -35,7 +34,7 @@ pub(crate) fn start(setup: Setup) -> Started {
         normalization,
         counters,
         seed,
-        device,
+        engine,
         reference: _,
     } = setup;
     let (queue, rx) = crossbeam_channel::bounded(config.learner.queue_capacity);
@@ -47,7 +46,7 @@ pub(crate) fn start(setup: Setup) -> Started {
         gamma: config.dqn.gamma,
     };
     Started::new(admission, rx, move || {
-        let trainer = DqnTrainer::new(&config, spec.clone(), &initial, device, seed);
+        let trainer = DqnTrainer::new(&config, spec.clone(), &initial, &engine, seed);
         DqnRun::new(config, spec, trainer, exploration, normalization)
     })
 }

@@ -159,9 +159,10 @@ impl DqnRun {
     /// Greedy episodes with the current parameters; their mean return.
     fn evaluate(&mut self) -> f64 {
         self.evaluations += 1;
+        let trainer = &mut self.trainer;
         let episodes = evaluate_deterministic(
             &self.spec,
-            &self.trainer.params(),
+            &mut |obs| trainer.q_values(obs),
             &Normalizer::off(self.spec.obs_dim),
             &self.config.env(),
             self.config.dqn.eval_episodes,

@@ -1,4 +1,5 @@
-//! IMPALA's loss as a small pure function on tensors (Espeholt et al. 2018, section 4.2): the
+//! IMPALA's loss as a small pure function on tensors (Espeholt et al. 2018, section 4.2), the
+//! autodiff reference of its gradient at the heads (`shoal_common::objective`): the
 //! policy gradient with V-trace advantages, the value loss to the V-trace targets and the
 //! entropy bonus; with a clipping ε, APPO's clipped surrogate of the ratio between the current
 //! and the behaviour policy instead (PPO's objective with V-trace advantages).
@@ -6,18 +7,9 @@
 use burn::tensor::Tensor;
 use shoal_common::model::PolicyEval;
 
-use crate::algo::ppo::loss::{LossCoefs, PpoLoss, ppo_loss};
+use shoal_common::objective::LossCoefs;
 
-/// Coefficients of the objective.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ImpalaCoefs {
-    /// APPO's clipping ε; `None`: IMPALA's policy gradient.
-    pub clip_coef: Option<f64>,
-    /// Value loss weight.
-    pub vf_coef: f64,
-    /// Entropy bonus weight.
-    pub ent_coef: f64,
-}
+use crate::algo::ppo::loss::{PpoLoss, ppo_loss};
 
 /// The loss for a minibatch: `policy` is the current policy evaluated on the taken actions and
 /// `values` `[B]` the current values; `behaviour_log_probs`, `pg_advantages` and `vs` `[B]` come
@@ -33,20 +25,16 @@ pub fn impala_loss(
     behaviour_log_probs: Tensor<1>,
     pg_advantages: Tensor<1>,
     vs: Tensor<1>,
-    coefs: ImpalaCoefs,
+    coefs: LossCoefs,
 ) -> PpoLoss {
-    if let Some(clip_coef) = coefs.clip_coef {
+    if coefs.clip_coef.is_some() {
         return ppo_loss(
             policy,
             values,
             behaviour_log_probs,
             pg_advantages,
             vs,
-            LossCoefs {
-                clip_coef,
-                vf_coef: coefs.vf_coef,
-                ent_coef: coefs.ent_coef,
-            },
+            coefs,
         );
     }
     let PolicyEval { log_probs, entropy } = policy;
@@ -97,7 +85,7 @@ mod tests {
 
     #[test]
     fn impala_loss_on_a_hand_computed_case() {
-        let coefs = ImpalaCoefs {
+        let coefs = LossCoefs {
             clip_coef: None,
             vf_coef: 0.5,
             ent_coef: 0.01,
@@ -130,7 +118,7 @@ mod tests {
 
     #[test]
     fn with_a_clipping_epsilon_it_is_the_clipped_surrogate() {
-        let coefs = ImpalaCoefs {
+        let coefs = LossCoefs {
             clip_coef: Some(0.2),
             vf_coef: 0.5,
             ent_coef: 0.01,
@@ -147,5 +135,103 @@ mod tests {
         // As in PPO's hand-computed case: ratios 1.5 and 2.0, both clipped.
         assert!((scalar(loss.policy) - 1.4).abs() < 1e-5);
         assert!((scalar(loss.clipfrac) - 1.0).abs() < 1e-6);
+    }
+
+    /// IMPALA's plain policy gradient (and APPO's clipped one) at the heads, through the host
+    /// engine's backward pass, equals burn's autodiff of [`impala_loss`] for every encoder.
+    #[test]
+    fn the_gradient_at_the_heads_equals_autodiff_for_every_encoder() {
+        use burn::optim::GradientsParams;
+        use shoal_common::model::{ActionHead, action_rows};
+        use shoal_common::objective::{Minibatch, head_grads};
+        use shoal_common::rng::Rng;
+        use shoal_compute::testing::{observations, params, specs};
+        use shoal_compute::{Engine, HeadGrads, Optimizer, Rows, Want};
+        for clip_coef in [None, Some(0.2)] {
+            let coefs = LossCoefs {
+                clip_coef,
+                vf_coef: 0.5,
+                ent_coef: 0.01,
+            };
+            for (k, (name, spec)) in specs().into_iter().enumerate() {
+                let mut rng = Rng::new(k as u64);
+                let rows = if spec.obs_dim > 10_000 { 4 } else { 24 };
+                let (bytes, floats) = observations(&spec, rows, &mut rng);
+                let obs = if bytes.is_empty() {
+                    Rows::F32(&floats)
+                } else {
+                    Rows::U8(&bytes)
+                };
+                let p = params(&spec, 5);
+                let head = spec.action;
+                let actions: Vec<f32> = match head {
+                    ActionHead::Categorical(n) => (0..rows).map(|i| (i * 3 % n) as f32).collect(),
+                    ActionHead::Gaussian(a) => (0..rows * a).map(|_| rng.normal() as f32).collect(),
+                };
+                let mut normals =
+                    |s: f64| -> Vec<f32> { (0..rows).map(|_| (rng.normal() * s) as f32).collect() };
+                let (behaviour, adv, vs) = (normals(0.3), normals(1.0), normals(2.0));
+                // The reference: autodiff of the tensor loss.
+                let device = Device::flex().autodiff();
+                let model = spec.build(&p, &device);
+                let x = match obs {
+                    Rows::F32(v) => shoal_common::obs::Observations::F32(v.to_vec()),
+                    Rows::U8(v) => shoal_common::obs::Observations::U8(v.to_vec()),
+                }
+                .into_tensor(rows, &device);
+                let one_hot = Tensor::<2>::from_data(
+                    TensorData::new(action_rows(head, &actions), [rows, head.outputs()]),
+                    &device,
+                );
+                let (policy, values) = model.evaluate_with_values(x, one_hot);
+                let t = |v: &[f32]| {
+                    Tensor::<1>::from_data(TensorData::new(v.to_vec(), [rows]), &device)
+                };
+                let loss = impala_loss(policy, values, t(&behaviour), t(&adv), t(&vs), coefs);
+                let grads = GradientsParams::from_grads(loss.total.backward(), &model);
+                let want = shoal_compute::burn_engine::flat_grads(&model, &grads);
+                // The host engine from the gradient at the heads.
+                let mut host = Engine::Host { threads: 1 }.training(&spec, &p, Optimizer::None);
+                let heads = host.forward(obs, Want::BOTH);
+                let log_std = host.log_std();
+                let (mut d_out, mut d_v, mut d_ls) = (
+                    vec![0.0; heads.policy.len()],
+                    vec![0.0; rows],
+                    vec![0.0; log_std.len()],
+                );
+                let mb = Minibatch {
+                    actions: &actions,
+                    old_log_probs: &behaviour,
+                    advantages: &adv,
+                    returns: &vs,
+                };
+                head_grads(
+                    head,
+                    &heads.policy,
+                    &heads.values,
+                    &log_std,
+                    &mb,
+                    rows,
+                    coefs,
+                    &mut d_out,
+                    &mut d_v,
+                    &mut d_ls,
+                );
+                host.backward(HeadGrads {
+                    policy: Some(&d_out),
+                    values: Some(&d_v),
+                    log_std: (!d_ls.is_empty()).then_some(&d_ls[..]),
+                });
+                let got = host.gradient();
+                let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                assert!(scale > 0.0, "{name}");
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-5 * scale,
+                        "{name} {clip_coef:?} [{i}]: {g} vs {w}"
+                    );
+                }
+            }
+        }
     }
 }

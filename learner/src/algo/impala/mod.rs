@@ -34,7 +34,7 @@ pub(crate) fn start(setup: Setup) -> Started {
         normalization,
         counters: _,
         seed,
-        device,
+        engine,
         reference: _,
     } = setup;
     let (queue, rollouts) = crossbeam_channel::bounded(config.learner.queue_capacity);
@@ -51,7 +51,7 @@ pub(crate) fn start(setup: Setup) -> Started {
         shape: RolloutShape::of(&spec, config.n_steps, config.num_envs),
     };
     Started::new(admission, batches, move || {
-        let trainer = ImpalaTrainer::new(&config, spec, &initial, device, seed);
+        let trainer = ImpalaTrainer::new(&config, spec, &initial, &engine, seed);
         ImpalaRun::new(config, trainer, rollouts, normalization, stop)
     })
 }

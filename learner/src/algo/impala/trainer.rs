@@ -1,24 +1,23 @@
-//! The IMPALA trainer: owns the model and optimizer on the training device and turns a batch of
+//! The IMPALA trainer: owns the network on the run's compute engine and turns a batch of
 //! trajectories into one update. Each minibatch (whole trajectories) is evaluated by the
 //! current network, V-trace runs on the host from those values and log-probabilities, and the
-//! loss is differentiated on the same forward pass.
+//! loss's gradient at the heads ([`shoal_common::objective::head_grads`]) goes back through the
+//! same forward pass.
 
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Tensor, TensorData, Transaction};
 use shoal_common::config::{ImpalaConfig, RunConfig};
-use shoal_common::model::{ActorCritic, ModelSpec, action_rows};
+use shoal_common::model::ModelSpec;
+use shoal_common::objective::{LossCoefs, Minibatch as LossRows, log_probs};
 use shoal_common::obs::Observations;
 use shoal_common::returns::next_values;
 use shoal_common::rng::Rng;
 use shoal_common::vtrace::{VTraceClip, vtrace};
+use shoal_compute::{Engine, Optimizer, Rows, Snapshot, Training, Want};
 
 use super::batch::TrajectoryBatch;
-use super::loss::{ImpalaCoefs, impala_loss};
 use crate::algo::ppo::UpdateStats;
 use crate::algo::ppo::loss::{explained_variance, normalize};
-use crate::algo::ppo::trainer::StepStats;
+use crate::algo::ppo::trainer::{StepStats, loss_step};
 use crate::checkpoint::CheckpointError;
-use crate::grad_clip::clip_global_norm;
 
 /// One minibatch gathered from the batch: its trajectories' steps and the observations their
 /// values bootstrap from.
@@ -36,68 +35,55 @@ pub struct ImpalaTrainer {
     spec: ModelSpec,
     config: ImpalaConfig,
     total_steps: u64,
-    device: Device,
-    model: Option<ActorCritic>,
-    optimizer: ModuleOptimizer,
+    model: Box<dyn Training>,
     rng: Rng,
 }
 
 impl ImpalaTrainer {
-    /// A trainer on `device` (autodiff is enabled here) starting from `initial` parameters;
-    /// `shuffle_seed` fixes the minibatch order.
+    /// A trainer on `engine` starting from `initial` parameters; `shuffle_seed` fixes the
+    /// minibatch order.
     pub fn new(
         config: &RunConfig,
         spec: ModelSpec,
         initial: &[f32],
-        device: Device,
+        engine: &Engine,
         shuffle_seed: u64,
     ) -> Self {
-        let device = device.autodiff();
-        let model = spec.build(initial, &device);
-        let optimizer = AdamConfig::new()
-            .with_epsilon(config.impala.adam_eps as f32)
-            .init();
+        let optimizer = Optimizer::Adam {
+            epsilon: config.impala.adam_eps,
+        };
         Self {
+            model: engine.training(&spec, initial, optimizer),
             spec,
             config: config.impala.clone(),
             total_steps: config.total_steps,
-            device,
-            model: Some(model),
-            optimizer,
             rng: Rng::new(shuffle_seed),
         }
     }
 
     /// Current parameters, flattened in layout order.
     pub fn params(&self) -> Vec<f32> {
-        self.model().to_flat()
+        self.model.params()
     }
 
     /// Writes the optimizer state into the checkpoint directory `dir`.
     pub fn save_optimizer(&self, dir: &std::path::Path) -> Result<(), CheckpointError> {
-        crate::checkpoint::save_optimizer(&self.optimizer, dir)
+        Ok(self.model.save_optimizer(dir)?)
     }
 
     /// Reads the optimizer state [`ImpalaTrainer::save_optimizer`] wrote.
     pub fn load_optimizer(&mut self, dir: &std::path::Path) -> Result<(), CheckpointError> {
-        crate::checkpoint::load_optimizer(&mut self.optimizer, dir)
+        Ok(self.model.load_optimizer(dir)?)
     }
 
-    /// The model and optimizer as they are now (cheap: tensors are shared, not copied).
-    pub fn snapshot(&self) -> (ActorCritic, ModuleOptimizer) {
-        (self.model().clone(), self.optimizer.clone())
+    /// The model and optimizer as they are now.
+    pub fn snapshot(&self) -> Snapshot {
+        self.model.snapshot()
     }
 
     /// Returns to a [`ImpalaTrainer::snapshot`].
-    pub fn rollback(&mut self, (model, optimizer): (ActorCritic, ModuleOptimizer)) {
-        self.model = Some(model);
-        self.optimizer = optimizer;
-    }
-
-    fn model(&self) -> &ActorCritic {
-        self.model
-            .as_ref()
-            .expect("model is only taken during a step")
+    pub fn rollback(&mut self, snapshot: Snapshot) {
+        self.model.restore(snapshot);
     }
 
     /// Gathers trajectories `chunk` of `batch`; `first_cut[c]` is the index of trajectory
@@ -143,7 +129,7 @@ impl ImpalaTrainer {
         } else {
             cfg.learning_rate
         };
-        let coefs = ImpalaCoefs {
+        let coefs = LossCoefs {
             clip_coef: cfg.clip_coef,
             vf_coef: cfg.vf_coef,
             ent_coef: cfg.ent_coef,
@@ -161,9 +147,7 @@ impl ImpalaTrainer {
             cfg.max_grad_norm,
         );
         let t_len = batch.t_len;
-        let o = self.spec.obs_dim;
         let head = self.spec.action;
-        let outputs = head.outputs();
         // Where each trajectory's truncation rows begin (and the last one's end).
         let mut first_cut = Vec::with_capacity(batch.trajectories() + 1);
         first_cut.push(0);
@@ -183,32 +167,15 @@ impl ImpalaTrainer {
             for chunk in order.chunks(per_minibatch) {
                 let rows = chunk.len() * t_len;
                 let mb = self.gather(batch, chunk, &first_cut);
-                let d = &self.device;
-                let t2 = |v: Vec<f32>, cols: usize| {
-                    let n = v.len() / cols;
-                    Tensor::<2>::from_data(TensorData::new(v, [n, cols]), d)
-                };
-                let t1 = |v: Vec<f32>| {
-                    let n = v.len();
-                    Tensor::<1>::from_data(TensorData::new(v, [n]), d)
-                };
-                let model = self.model.take().expect("model present");
-                let obs = mb.obs.into_tensor(rows, d);
-                let (policy, values) =
-                    model.evaluate_with_values(obs, t2(action_rows(head, &mb.actions), outputs));
-                let final_rows = mb.final_obs.len() / o;
-                let final_values = model.values(mb.final_obs.into_tensor(final_rows, d));
-                // The current network's view of the minibatch, read back once for V-trace.
-                let read = Transaction::default()
-                    .register(policy.log_probs.clone().inner())
-                    .register(values.clone().inner())
-                    .register(final_values.inner())
-                    .execute();
-                let host: Vec<Vec<f32>> = read
-                    .into_iter()
-                    .map(|d| d.convert::<f32>().try_into_vec::<f32>().expect("f32"))
-                    .collect();
-                let (log_probs, current_values, finals) = (&host[0], &host[1], &host[2]);
+                // The current network's view of the minibatch, for V-trace.
+                let heads = self.model.forward(Rows::from(&mb.obs), Want::BOTH);
+                let finals = self
+                    .model
+                    .infer(Rows::from(&mb.final_obs), Want::VALUE)
+                    .values;
+                let log_std = self.model.log_std();
+                let log_probs = log_probs(head, &heads.policy, &log_std, &mb.actions);
+                let current_values = &heads.values;
                 let mut vs = Vec::with_capacity(rows);
                 let mut advantages = Vec::with_capacity(rows);
                 let mut cut_row = chunk.len();
@@ -259,19 +226,22 @@ impl ImpalaTrainer {
                 if norm_adv {
                     normalize(&mut advantages);
                 }
-                let loss = impala_loss(
-                    policy,
-                    values,
-                    t1(mb.behaviour_log_probs),
-                    t1(advantages),
-                    t1(vs),
+                let rows_mb = LossRows {
+                    actions: &mb.actions,
+                    old_log_probs: &mb.behaviour_log_probs,
+                    advantages: &advantages,
+                    returns: &vs,
+                };
+                let (sums, norm) = loss_step(
+                    self.model.as_mut(),
+                    head,
+                    &heads,
+                    &rows_mb,
                     coefs,
+                    lr,
+                    max_grad_norm,
                 );
-                let grads = loss.total.clone().backward();
-                let mut grads = GradientsParams::from_grads(grads, &model);
-                let grad_norm = clip_global_norm(&model, &mut grads, max_grad_norm);
-                self.model = Some(self.optimizer.step(lr, model, grads));
-                stats.record(loss, grad_norm);
+                stats.record(&sums, rows, norm);
             }
         }
         stats.finish(

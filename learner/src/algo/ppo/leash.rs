@@ -2,16 +2,16 @@
 //! parameters) scores each rollout's actions, and every step's reward is penalised by
 //! β·(log π − log π_ref) before advantages are computed ([`shoal_common::kl_leash`]).
 
-use burn::tensor::{Device, Tensor, TensorData};
 use shoal_common::kl_leash::{adapt_beta, penalize_rewards};
-use shoal_common::model::{ActionHead, ActorCritic, ModelSpec, action_rows};
+use shoal_common::model::{ActionHead, ModelSpec};
+use shoal_common::objective::log_probs;
 use shoal_common::rollout::Rollout;
+use shoal_compute::{Engine, Inference, Rows, Want};
 
 /// The reference policy and the current β.
 pub(crate) struct KlLeash {
-    reference: ActorCritic,
+    reference: Box<dyn Inference>,
     head: ActionHead,
-    device: Device,
     beta: f64,
     target: f64,
 }
@@ -26,18 +26,17 @@ pub(crate) struct LeashStats {
 }
 
 impl KlLeash {
-    /// A leash to the policy with `params`, evaluated on `device` (without autodiff).
+    /// A leash to the policy with `params`, computed on `engine`.
     pub(crate) fn new(
         spec: &ModelSpec,
         params: &[f32],
-        device: &Device,
+        engine: &Engine,
         beta: f64,
         target: f64,
     ) -> Self {
         Self {
-            reference: spec.build(params, device),
+            reference: engine.inference(spec, params),
             head: spec.action,
-            device: device.clone(),
             beta,
             target,
         }
@@ -45,26 +44,18 @@ impl KlLeash {
 
     /// Penalises the rewards of `rollouts` in place; then adapts β to the measured KL.
     pub(crate) fn penalize(&mut self, rollouts: &mut [Rollout]) -> LeashStats {
-        let head = self.head;
         let (mut sum, mut steps) = (0.0, 0usize);
+        let log_std = self.reference.log_std();
         for r in rollouts.iter_mut() {
             let rows = r.log_probs.len();
             if rows == 0 {
                 continue;
             }
-            let obs = r.obs.clone().into_tensor(rows, &self.device);
-            let actions = Tensor::<2>::from_data(
-                TensorData::new(action_rows(head, &r.actions), [rows, head.outputs()]),
-                &self.device,
-            );
-            let ref_log_probs = self
+            let out = self
                 .reference
-                .evaluate(obs, actions)
-                .log_probs
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .expect("f32 log-probabilities");
+                .infer(Rows::from(&r.obs), Want::POLICY)
+                .policy;
+            let ref_log_probs = log_probs(self.head, &out, &log_std, &r.actions);
             let kl = penalize_rewards(&mut r.rewards, &r.log_probs, &ref_log_probs, self.beta);
             sum += kl * rows as f64;
             steps += rows;

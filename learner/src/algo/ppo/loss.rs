@@ -1,9 +1,11 @@
 //! PPO's loss as small pure functions, named as in the paper (Schulman et al. 2017) and
-//! CleanRL: the clipped-surrogate objective on tensors, advantage normalisation and explained
-//! variance on the host. (GAE is in `shoal_common::returns`.)
+//! CleanRL: the clipped-surrogate objective on tensors (the autodiff reference the gradient at
+//! the heads, `shoal_common::objective`, is tested against), advantage normalisation and
+//! explained variance on the host. (GAE is in `shoal_common::returns`.)
 
 use burn::tensor::Tensor;
 use shoal_common::model::PolicyEval;
+use shoal_common::objective::LossCoefs;
 
 /// The parts of the PPO objective for one minibatch (each a one-element tensor).
 #[derive(Debug, Clone)]
@@ -20,17 +22,6 @@ pub struct PpoLoss {
     pub approx_kl: Tensor<1>,
     /// Fraction of samples whose ratio left `[1 − ε, 1 + ε]` (detached).
     pub clipfrac: Tensor<1>,
-}
-
-/// Coefficients of the PPO objective.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LossCoefs {
-    /// Surrogate clipping ε.
-    pub clip_coef: f64,
-    /// Value loss weight.
-    pub vf_coef: f64,
-    /// Entropy bonus weight.
-    pub ent_coef: f64,
 }
 
 /// The PPO loss for a minibatch.
@@ -52,7 +43,7 @@ pub fn ppo_loss(
     } = policy;
     let log_ratio = new_log_probs - old_log_probs;
     let ratio = log_ratio.clone().exp();
-    let eps = coefs.clip_coef;
+    let eps = coefs.clip_coef.expect("PPO's clipped surrogate");
     let pg_loss1 = advantages.clone().neg() * ratio.clone();
     let pg_loss2 = advantages.neg() * ratio.clone().clamp(1.0 - eps, 1.0 + eps);
     let policy = pg_loss1.max_pair(pg_loss2).mean();
@@ -147,7 +138,7 @@ mod tests {
         let values = t1(&[1.0, 2.0]);
         let returns = t1(&[2.0, 0.0]);
         let coefs = LossCoefs {
-            clip_coef: 0.2,
+            clip_coef: Some(0.2),
             vf_coef: 0.5,
             ent_coef: 0.01,
         };

@@ -1,11 +1,10 @@
 //! Synchronous distributed PPO: every update consumes `ppo.rollouts_per_update` rollouts made
 //! with the current parameter version, by whichever actors are connected.
 //!
-//! - [`loss`]: the clipped-surrogate loss and its helpers (pure functions).
-//! - [`head_grads`]: its gradient at the heads, by hand (pure), for [`dense`]: the host step
-//!   for `mlp` models, split over threads by `shards`.
+//! - [`loss`]: the clipped-surrogate loss on tensors (the autodiff reference of its gradient at
+//!   the heads, `shoal_common::objective`) and its helpers (pure functions).
 //! - [`batch`]: rollouts → GAE advantages and value targets, flattened.
-//! - [`trainer`]: the model and optimizer; one update per batch.
+//! - [`trainer`]: the network on the run's compute engine; one update per batch.
 //! - [`gate`]: which rollouts of the current version arrived (shared by both sides).
 //! - `leash`: the KL penalty against the run's starting policy (`ppo.kl_ref_coef`).
 //! - [`admission`]: what the handlers do with a pushed rollout.
@@ -13,13 +12,10 @@
 
 pub mod admission;
 pub mod batch;
-pub mod dense;
 pub mod gate;
-pub mod head_grads;
 mod leash;
 pub mod loss;
 pub mod run;
-mod shards;
 pub mod trainer;
 
 use std::sync::Arc;
@@ -43,7 +39,7 @@ pub(crate) fn start(setup: Setup) -> Started {
         normalization,
         counters,
         seed,
-        device,
+        engine,
         reference,
     } = setup;
     let (queue, rx) = crossbeam_channel::bounded(config.learner.queue_capacity);
@@ -60,9 +56,9 @@ pub(crate) fn start(setup: Setup) -> Started {
     Started::new(admission, rx, move || {
         let leash = reference.map(|params| {
             let p = &config.ppo;
-            leash::KlLeash::new(&spec, &params, &device, p.kl_ref_coef, p.kl_ref_target)
+            leash::KlLeash::new(&spec, &params, &engine, p.kl_ref_coef, p.kl_ref_target)
         });
-        let trainer = PpoTrainer::new(&config, spec, &initial, device, seed);
+        let trainer = PpoTrainer::new(&config, spec, &initial, &engine, seed);
         PpoRun::new(config, trainer, gate, normalization, leash)
     })
 }
